@@ -1,0 +1,30 @@
+# Two commands for a fresh clone (see README): `make run` and `make test`.
+# Each sets up .venv on first use (idempotent; a no-op the second time unless pyproject.toml changed).
+# The venv sees system site-packages so that an existing torch (e.g. a CUDA build) is kept;
+# only where no torch is importable is the tested CPU build, torch 2.13.0, installed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: run test setup clean
+
+run: $(STAMP)
+	$(VENV)/bin/workbench probes make --out runs/demo-probes --n 2000 --seed 0 --force
+	$(VENV)/bin/workbench probes show runs/demo-probes
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || { echo "installing torch 2.13.0 (CPU)"; $(PIP) "torch==2.13.0"; }
+	$(PIP) -e ".[dev]"
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,27 @@
+"""Entry point: ``workbench --help``."""
+
+from __future__ import annotations
+
+import typer
+
+from workbench import __version__
+from workbench.cli.probes import app as probes_app
+
+app = typer.Typer(name="workbench", help="Spatial Head Workbench: find spatial attention heads in VLMs and repair them with ScAle.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(probes_app, name="probes")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"workbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    """Spatial Head Workbench."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,110 @@
+"""Shared plumbing for benchmark loaders: reading tables, checking columns, finding images.
+
+Every loader reads local files only (no download) and turns each record into a
+:class:`~workbench.probes.items.ProbeItem`. Any missing file, missing column, or unreadable image
+stops the load with one error that names the file (and the column or record).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from workbench.errors import WorkbenchError
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(s: object) -> str:
+    """A file-name-safe version of an id."""
+    return _SAFE.sub("_", str(s)).strip("._") or "item"
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise WorkbenchError(f"{what} {path} does not exist", "check the path")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    records = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise WorkbenchError(f"{path} line {lineno} is not valid JSON ({e.msg})", "fix or re-export the file") from e
+        if not isinstance(rec, dict):
+            raise WorkbenchError(f"{path} line {lineno} is not a JSON object", "each line must be one record {...}")
+        records.append(rec)
+    if not records:
+        raise WorkbenchError(f"{path} has no records", "check that it is the right file")
+    return records
+
+
+def read_table(path: Path) -> list[dict]:
+    """Records of a .parquet, .jsonl or .json file (a folder: all its .parquet files, sorted)."""
+    if path.is_dir():
+        files = sorted(path.rglob("*.parquet"))
+        if not files:
+            raise WorkbenchError(f"{path} holds no .parquet files", "point at a parquet file or a folder of them")
+        return [r for f in files for r in read_table(f)]
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise WorkbenchError(f"{path} is not a readable parquet file ({type(e).__name__})", "re-download or re-export it") from e
+        return df.to_dict(orient="records")
+    if suffix in (".jsonl", ".json"):
+        return read_jsonl(path)
+    raise WorkbenchError(f"{path} has an unsupported extension {suffix!r}", "use .parquet or .jsonl")
+
+
+def require_columns(records: list[dict], columns: tuple[str, ...], path: Path) -> None:
+    for i, rec in enumerate(records):
+        missing = [c for c in columns if c not in rec]
+        if missing:
+            where = "" if i == 0 else f" (record {i + 1})"
+            raise WorkbenchError(f"{path} lacks column {missing[0]!r}{where}", f"expected columns: {', '.join(columns)}")
+
+
+def image_bytes_from_cell(cell: object, where: str) -> bytes:
+    """Image bytes from a parquet cell: raw bytes, or a Hugging Face {"bytes": …, "path": …} struct."""
+    data = cell.get("bytes") if isinstance(cell, dict) else cell
+    if not isinstance(data, (bytes, bytearray)) or not data:
+        raise WorkbenchError(f"{where} has no image bytes", "this loader needs the image embedded in the file")
+    return bytes(data)
+
+
+def image_extension(data: bytes, where: str) -> str:
+    """The image's format as a file extension, checked by decoding its header."""
+    try:
+        fmt = Image.open(io.BytesIO(data)).format
+    except (UnidentifiedImageError, OSError) as e:
+        raise WorkbenchError(f"image {where} is unreadable", "replace it with a valid PNG or JPEG") from e
+    return {"JPEG": "jpg"}.get(fmt or "", (fmt or "img").lower())
+
+
+def check_image_file(path: Path, where: str) -> Path:
+    if not path.is_file():
+        raise WorkbenchError(f"image {path} for {where} does not exist", "check the image folder")
+    try:
+        with Image.open(path) as img:
+            img.format  # noqa: B018 — opening reads and checks the header
+    except (UnidentifiedImageError, OSError) as e:
+        raise WorkbenchError(f"image {path} for {where} is unreadable", "replace it with a valid PNG or JPEG") from e
+    return path
+
+
+def letter(answer: object) -> str:
+    """"(B)", "B.", " b " → "B"."""
+    m = re.fullmatch(r"\s*\(?([A-Za-z])[\).:]?\s*", str(answer))
+    return m.group(1).upper() if m else ""
