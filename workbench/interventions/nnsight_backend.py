@@ -1,0 +1,66 @@
+"""The nnsight backend: interventions inside one ``model.trace(...)``.
+
+For each decoder layer in execution order, the trace reads the input of ``o_proj`` (the
+concatenated head outputs), views it as ``[batch, seq, head, head_dim]``, applies
+:func:`~workbench.interventions.core.edit_heads`, and writes it back; then the same for the MLP
+output with :func:`~workbench.interventions.core.edit_mlp`. The model's weights are never touched
+and nnsight removes its hooks when the trace ends, also when the body raises.
+
+Returns logits at the last position only, ``[batch, vocab]``: every metric is read there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from workbench.interventions.core import (Intervention, check_left_padded, edit_heads, edit_mlp, head_layers, mlp_layers,
+                                          split_heads, validate)
+from workbench.models.load import VLM
+
+
+def envoy(root: Any, path: str) -> Any:
+    """The nnsight envoy at a dotted module path ("model.language_model.layers.3.self_attn.o_proj")."""
+    return functools.reduce(lambda e, part: e[int(part)] if part.isdigit() else getattr(e, part), path.split("."), root)
+
+
+class NNsightBackend:
+    name = "nnsight"
+
+    def __init__(self, vlm: VLM):
+        self.vlm = vlm
+
+    def last_logits(self, inputs: dict[str, torch.Tensor], interventions: Sequence[Intervention] = (),
+                    grad: bool = False) -> torch.Tensor:
+        """Logits at the last position ``[batch, vocab]`` with the interventions applied."""
+        site, nn = self.vlm.site, self.vlm.nn
+        batch = inputs["input_ids"].shape[0]
+        validate(interventions, site, batch)
+        check_left_padded(inputs.get("attention_mask"))
+        heads, mlps = head_layers(interventions), mlp_layers(interventions)
+        with torch.set_grad_enabled(grad), nn.trace(**inputs):
+            for layer in range(site.n_layers):
+                if heads is None or layer in heads:
+                    o_proj = envoy(nn, site.attn_out_path(layer))
+                    x = o_proj.input
+                    o_proj.input = edit_heads(split_heads(x, site), layer, interventions).reshape(x.shape)
+                if mlps is None or layer in mlps:
+                    mlp = envoy(nn, site.mlp_path(layer))
+                    mlp.output = edit_mlp(mlp.output, layer, interventions)
+            logits = nn.output.logits[:, -1].save()
+        return logits
+
+    def head_outputs(self, inputs: dict[str, torch.Tensor], positions: str = "last") -> torch.Tensor:
+        """Clean head outputs: ``[batch, layer, head, head_dim]`` at the last token, or
+        ``[batch, seq, layer, head, head_dim]`` for ``positions="all"``."""
+        site, nn = self.vlm.site, self.vlm.nn
+        check_left_padded(inputs.get("attention_mask"))
+        saved = []
+        with torch.no_grad(), nn.trace(**inputs):
+            for layer in range(site.n_layers):
+                z = split_heads(envoy(nn, site.attn_out_path(layer)).input, site)
+                saved.append((z[:, -1] if positions == "last" else z).save())
+        return torch.stack(saved, dim=-3)
