@@ -64,3 +64,16 @@ class NNsightBackend:
                 z = split_heads(envoy(nn, site.attn_out_path(layer)).input, site)
                 saved.append((z[:, -1] if positions == "last" else z).save())
         return torch.stack(saved, dim=-3)
+
+
+def head_means(vlm: VLM, inputs: dict[str, torch.Tensor], positions: str = "last") -> torch.Tensor:
+    """Mean head outputs over a reference batch, ``[layer, head, head_dim]``, for MeanAblation.
+
+    ``positions="last"``: the mean of the last token's head outputs over the batch. ``"all"``: the
+    mean over every real (non-padding) token of every row.
+    """
+    outs = NNsightBackend(vlm).head_outputs(inputs, positions)
+    if positions == "last":
+        return outs.mean(0)
+    mask = inputs.get("attention_mask", torch.ones(outs.shape[:2], device=outs.device)).to(outs.dtype)
+    return (outs * mask[:, :, None, None, None]).sum((0, 1)) / mask.sum()

@@ -46,6 +46,7 @@ class VLM:
     site: Site
     nn: Any  # nnsight wrapper (TransformersModel or NNsight) over ``model``
     name: str
+    source: str | None = None  # the folder or hub id it was loaded from (None for in-memory models)
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -91,19 +92,15 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise WorkbenchError(f"{local} has no config.json", "point at a Hugging Face model folder")
-        source, offline = str(local), True
+        source = str(local)
     elif local.exists() or source.startswith((".", "/", "~")) or not _HUB_ID.match(source):
         raise WorkbenchError(f"model {source!r} is neither a model folder nor a hub id", "pass a folder with config.json or an id like org/name")
-    else:
-        offline = _cached(source)
-        if not offline:
-            _require_hub(source)
+    elif not _cached(source):
+        _require_hub(source)
     kwargs: dict[str, Any] = dict(task="image-text-to-text", dispatch=True, dtype=resolve_dtype(dtype), device_map=device,
                                   trust_remote_code=trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if offline:
-        kwargs["local_files_only"] = True
     try:
         nn = TransformersModel(source, **kwargs)
     except (OSError, ValueError, KeyError) as e:
@@ -111,7 +108,7 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
         raise WorkbenchError(f"could not load {source!r}: {msg}", "check that it is an image-text-to-text model folder or hub id") from e
     model = nn._module
     model.eval()
-    return VLM(model=model, processor=nn.processor, site=resolve_site(model), nn=nn, name=_model_name(model, source))
+    return VLM(model=model, processor=nn.processor, site=resolve_site(model), nn=nn, name=_model_name(model, source), source=source)
 
 
 def _model_name(model: torch.nn.Module, source: str | None = None) -> str:

@@ -1,0 +1,64 @@
+"""The TransformerLens backend: the same interventions through TransformerLens 4's TransformerBridge.
+
+An independent implementation path — a different library's hook points on a separately loaded
+copy of the model — used as an oracle for the nnsight backend and selectable by users who
+prefer TransformerLens. Per-head outputs are ``blocks.{l}.attn.hook_z`` (``[batch, seq, head,
+head_dim]``, the input of ``o_proj``; query heads under grouped-query attention) and MLP outputs
+``blocks.{l}.hook_mlp_out``; both are edited with the same pure functions as every other backend.
+
+The bridge wraps (and re-parents) the modules of the model it is given, so this backend boots its
+own copy from the model folder rather than sharing the nnsight model. Tested on LLaVA; the bridge
+also lists LLaVA-NeXT, Idefics3 and Gemma 3 among its architectures (untested here).
+
+Position ids: the bridge derives them from the attention mask (``cumsum − 1``); the transformers
+forward uses ``0 … seq−1`` for every row. Under RoPE only relative positions matter, so the two
+agree to ~1e-6 on left-padded batches; pass ``position_ids`` to both for bit-exact agreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from workbench.errors import WorkbenchError
+from workbench.interventions.core import Intervention, check_left_padded, edit_heads, edit_mlp, head_layers, mlp_layers, validate
+from workbench.models.sites import Site
+
+
+class TransformerLensBackend:
+    name = "transformer_lens"
+
+    def __init__(self, folder: str | Path, site: Site, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        from transformer_lens.model_bridge import TransformerBridge
+
+        if not Path(folder).is_dir():
+            raise WorkbenchError(f"the TransformerLens backend needs a model folder, got {folder!r}",
+                                 "load the model from a local folder (or use the nnsight backend)")
+        try:
+            self.bridge = TransformerBridge.boot_transformers(str(folder), device=device, dtype=dtype)
+        except (ValueError, KeyError, NotImplementedError) as e:
+            raise WorkbenchError(f"TransformerLens cannot bridge {folder}: {str(e).splitlines()[0]}",
+                                 "use the nnsight backend for this architecture") from e
+        self.site = site
+        if (self.bridge.cfg.n_layers, self.bridge.cfg.n_heads) != site.shape:
+            raise WorkbenchError(f"TransformerLens sees {self.bridge.cfg.n_layers}×{self.bridge.cfg.n_heads} heads, "
+                                 f"the sites table {site.shape[0]}×{site.shape[1]}", "report this architecture")
+
+    def last_logits(self, inputs: dict[str, torch.Tensor], interventions: Sequence[Intervention] = (),
+                    grad: bool = False) -> torch.Tensor:
+        site = self.site
+        validate(interventions, site, inputs["input_ids"].shape[0])
+        check_left_padded(inputs.get("attention_mask"))
+        heads, mlps = head_layers(interventions), mlp_layers(interventions)
+        hooks = []
+        for layer in range(site.n_layers):
+            if heads is None or layer in heads:
+                hooks.append((f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: edit_heads(z, layer, interventions)))
+            if mlps is None or layer in mlps:
+                hooks.append((f"blocks.{layer}.hook_mlp_out", lambda y, hook, layer=layer: edit_mlp(y, layer, interventions)))
+        kwargs = {k: v for k, v in inputs.items() if k != "input_ids"}
+        with torch.set_grad_enabled(grad):
+            logits = self.bridge.run_with_hooks(inputs["input_ids"], fwd_hooks=hooks, **kwargs)
+        return logits[:, -1]
