@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 
 from workbench import __version__
+from workbench.cli.models import app as models_app
 from workbench.cli.probes import app as probes_app
 
 app = typer.Typer(name="workbench", help="Spatial Head Workbench: find spatial attention heads in VLMs and repair them with ScAle.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(probes_app, name="probes")
+app.add_typer(models_app, name="model")
 
 
 def _version(value: bool) -> None:
