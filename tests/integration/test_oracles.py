@@ -166,3 +166,19 @@ def test_transformer_lens_backend_needs_a_folder():
         make_backend(wrap_vlm(tiny_model("llava")), "transformer_lens")
     with pytest.raises(WorkbenchError, match="unknown backend 'jax'"):
         make_backend(wrap_vlm(tiny_model("llava")), "jax")
+
+
+def test_gradients_reach_alpha_identically_through_both_backends():
+    """ScAle trains alpha through the backend: the gradient must flow, and agree across backends."""
+    vlm = wrap_vlm(tiny_model("llava"))
+    inputs = tiny_inputs("llava")
+    grads = []
+    for backend in BACKENDS:
+        alpha = torch.ones(vlm.site.shape, requires_grad=True)
+        mlp = torch.ones(vlm.site.n_layers, requires_grad=True)
+        logits = make_backend(vlm, backend).last_logits(inputs, [HeadScale(alpha), MlpScale(mlp)], grad=True)
+        torch.nn.functional.cross_entropy(logits, torch.tensor([5, 7])).backward()
+        grads.append(torch.cat([alpha.grad.flatten(), mlp.grad]))
+    assert grads[0].abs().min() > 0, "every scale gets a gradient"
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+    assert all(p.grad is None for p in vlm.model.parameters()), "the model stays frozen"

@@ -153,6 +153,15 @@ def mlp_layers(interventions: Sequence[Intervention]) -> list[int] | None:
     return None if any(isinstance(iv, MlpScale) for iv in interventions) else []
 
 
+def prepare(interventions: Sequence[Intervention], site: Site,
+            inputs: dict[str, torch.Tensor]) -> tuple[list[int] | None, list[int] | None]:
+    """What every backend does first: validate against the model and the batch, require left
+    padding, and return the layers to hook (heads, MLPs; ``None`` = every layer)."""
+    validate(interventions, site, inputs["input_ids"].shape[0])
+    check_left_padded(inputs.get("attention_mask"))
+    return head_layers(interventions), mlp_layers(interventions)
+
+
 def _at_positions(x: torch.Tensor, positions: str, fn) -> torch.Tensor:
     """Apply ``fn`` to the last token (dim 1 index −1) or to every token of ``x``."""
     if positions == "all":

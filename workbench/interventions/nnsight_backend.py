@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from workbench.interventions.core import (Intervention, check_left_padded, edit_heads, edit_mlp, head_layers, mlp_layers,
-                                          split_heads, validate)
+from workbench.interventions.core import Intervention, check_left_padded, edit_heads, edit_mlp, prepare, split_heads
 from workbench.models.load import VLM
 
 
@@ -37,10 +36,7 @@ class NNsightBackend:
                     grad: bool = False) -> torch.Tensor:
         """Logits at the last position ``[batch, vocab]`` with the interventions applied."""
         site, nn = self.vlm.site, self.vlm.nn
-        batch = inputs["input_ids"].shape[0]
-        validate(interventions, site, batch)
-        check_left_padded(inputs.get("attention_mask"))
-        heads, mlps = head_layers(interventions), mlp_layers(interventions)
+        heads, mlps = prepare(interventions, site, inputs)
         with torch.set_grad_enabled(grad), nn.trace(**inputs):
             for layer in range(site.n_layers):
                 if heads is None or layer in heads:

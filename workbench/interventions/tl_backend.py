@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.interventions.core import Intervention, check_left_padded, edit_heads, edit_mlp, head_layers, mlp_layers, validate
+from workbench.interventions.core import Intervention, edit_heads, edit_mlp, prepare
 from workbench.models.sites import Site
 
 
@@ -49,9 +49,7 @@ class TransformerLensBackend:
     def last_logits(self, inputs: dict[str, torch.Tensor], interventions: Sequence[Intervention] = (),
                     grad: bool = False) -> torch.Tensor:
         site = self.site
-        validate(interventions, site, inputs["input_ids"].shape[0])
-        check_left_padded(inputs.get("attention_mask"))
-        heads, mlps = head_layers(interventions), mlp_layers(interventions)
+        heads, mlps = prepare(interventions, site, inputs)
         hooks = []
         for layer in range(site.n_layers):
             if heads is None or layer in heads:

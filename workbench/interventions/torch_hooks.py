@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 import torch
 
-from workbench.interventions.core import (Intervention, check_left_padded, edit_heads, edit_mlp, head_layers, mlp_layers,
-                                          split_heads, validate)
+from workbench.interventions.core import (Intervention, edit_heads, edit_mlp, head_layers, mlp_layers, prepare, split_heads,
+                                          validate)
 from workbench.models.load import VLM
 from workbench.models.sites import Site
 
@@ -53,7 +53,6 @@ class TorchHooksBackend:
 
     def last_logits(self, inputs: dict[str, torch.Tensor], interventions: Sequence[Intervention] = (),
                     grad: bool = False) -> torch.Tensor:
-        validate(interventions, self.vlm.site, inputs["input_ids"].shape[0])
-        check_left_padded(inputs.get("attention_mask"))
+        prepare(interventions, self.vlm.site, inputs)
         with torch.set_grad_enabled(grad), hooked(self.vlm.model, self.vlm.site, interventions):
             return self.vlm.model(**inputs).logits[:, -1]

@@ -3,7 +3,8 @@
 :func:`load_vlm` returns a :class:`VLM`: the Hugging Face model, its processor, the checked
 :class:`~workbench.models.sites.Site` (where heads and MLPs live, and their counts) and an
 nnsight wrapper for interventions. :func:`wrap_vlm` does the same for a model already in memory
-(the tests' tiny random configs, a model you built yourself).
+(the tests' tiny random configs, a model you built yourself). Both put the model in eval mode and
+freeze its weights (``requires_grad=False``): the workbench only ever trains scales and adapters.
 
 Hub ids need the network. Without it (or with ``HF_HUB_OFFLINE=1``) a hub id that is not in the
 local cache fails at once with a message saying so — a short connection probe decides, so a
@@ -78,7 +79,7 @@ def wrap_vlm(model: torch.nn.Module, processor: Any | None = None, name: str | N
     from nnsight import NNsight
 
     site = resolve_site(model)
-    model.eval()
+    model.eval().requires_grad_(False)
     return VLM(model=model, processor=processor, site=site, nn=NNsight(model), name=name or _model_name(model))
 
 
@@ -107,7 +108,7 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WorkbenchError(f"could not load {source!r}: {msg}", "check that it is an image-text-to-text model folder or hub id") from e
     model = nn._module
-    model.eval()
+    model.eval().requires_grad_(False)
     return VLM(model=model, processor=nn.processor, site=resolve_site(model), nn=nn, name=_model_name(model, source), source=source)
 
 
