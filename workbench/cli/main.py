@@ -6,12 +6,14 @@ import typer
 
 from workbench import __version__
 from workbench.cli.models import app as models_app
+from workbench.cli.organism import app as organism_app
 from workbench.cli.probes import app as probes_app
 
 app = typer.Typer(name="workbench", help="Spatial Head Workbench: find spatial attention heads in VLMs and repair them with ScAle.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(probes_app, name="probes")
 app.add_typer(models_app, name="model")
+app.add_typer(organism_app, name="organism")
 
 
 def _version(value: bool) -> None:

@@ -7,13 +7,14 @@ from rich.table import Table
 
 from workbench.cli._common import console, friendly
 from workbench.models.sites import SITES
+from workbench.organism import DEFAULT_MODEL
 
 app = typer.Typer(help="Inspect models and the supported VLM families.", no_args_is_help=True)
 
 
 @app.command("info")
 @friendly
-def info(model: str = typer.Argument(..., help="A local model folder or a hub id."),
+def info(model: str = typer.Argument(str(DEFAULT_MODEL), help="A local model folder or a hub id (default: the organism)."),
          device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:0, …"),
          dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16.")) -> None:
     """Load a model and show its family, layers, query/KV heads, head_dim and fingerprint."""

@@ -1,0 +1,61 @@
+"""The organism's training recipe and deficit planting, on a few steps (the real run is documented, not run in CI)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from workbench.cli import app
+from workbench.errors import WorkbenchError
+from workbench.models.load import load_vlm
+from workbench.organism.deficit import _surgery
+from workbench.organism.train import OrganismConfig, eval_probes, pick_device, train, train_probes
+
+TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, layers=2, heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
+
+
+def test_eval_set_is_fixed_held_out_and_disjoint_from_training():
+    a, b = eval_probes(0), eval_probes(0)
+    assert a.hash == b.hash and len(a) == 500
+    held = {tuple(p) for p in a.info["heldout_pairs"]}
+    train = train_probes(OrganismConfig(n_train=400))
+    assert {it.split for it in train} == {"train"}
+    pairs = lambda it: {(o["color"], o["shape"]) for o in it.scene["objects"]}  # noqa: E731
+    assert all(pairs(it) & held for it in a) and not any(pairs(it) & held for it in train)
+
+
+@pytest.mark.slow
+def test_a_few_steps_write_a_loadable_model_and_curve(tmp_path):
+    s1 = train(OrganismConfig(**TINY), tmp_path / "m1", device="cpu", log=lambda m: None)
+    assert [p["step"] for p in s1["curve"]] == [3, 6] and s1["curve"][0]["loss"] > 0
+    vlm = load_vlm(tmp_path / "m1")
+    assert vlm.site.shape == (2, 4) and vlm.site.n_kv_heads == 2
+    saved = json.loads((tmp_path / "m1" / "training.json").read_text())
+    assert saved["eval"] == s1["eval"] and set(saved["eval"]) >= {"relation", "verify", "color", "shape", "count", "exists"}
+    s2 = train(OrganismConfig(**TINY), tmp_path / "m2", device="cpu", log=lambda m: None)
+    def strip(curve):
+        return [{k: v for k, v in point.items() if k != "seconds"} for point in curve]
+
+    assert strip(s1["curve"]) == strip(s2["curve"]), "same seed, same run"
+
+
+def test_surgery_scales_only_the_planted_columns(llava_vlm):
+    model = llava_vlm.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        _surgery(model, llava_vlm.site, [(1, 2)], 0.25)
+        w0, w1 = before["model.language_model.layers.1.self_attn.o_proj.weight"], llava_vlm.site.attn_out(model, 1).weight
+        assert torch.equal(w1[:, 32:48], w0[:, 32:48] * 0.25)
+        assert torch.equal(w1[:, :32], w0[:, :32]) and torch.equal(w1[:, 48:], w0[:, 48:])
+    finally:
+        model.load_state_dict(before)
+
+
+def test_bad_training_arguments(tmp_path):
+    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--steps", "0"])
+    assert r.exit_code == 2 and "--steps and --batch must be positive" in r.output
+    if not torch.cuda.is_available():
+        with pytest.raises(WorkbenchError, match="no CUDA GPU is visible"):
+            pick_device("cuda")
+    assert not (tmp_path / "o").exists()

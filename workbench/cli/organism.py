@@ -1,0 +1,106 @@
+"""``workbench organism``: train the organism, plant its deficit, evaluate either."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from workbench.cli._common import console, err_console, friendly
+from workbench.errors import WorkbenchError
+from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
+
+app = typer.Typer(help="Train the organism (a small LLaVA), plant its spatial deficit, evaluate them.", no_args_is_help=True)
+
+
+@app.command("train")
+@friendly
+def train_cmd(
+    out: Path = typer.Option(DEFAULT_MODEL, "--out", help="Model folder to write."),
+    steps: int = typer.Option(12000, "--steps", help="Optimizer steps."),
+    batch: int = typer.Option(64, "--batch", help="Batch size."),
+    n_train: int = typer.Option(40000, "--n-train", help="Distinct training probes."),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed for data, initialisation and batch order."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cpu, cuda, cuda:1, …"),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Train the organism from scratch on the probe generator and write its folder and model card."""
+    from workbench.cli._common import progress_bar
+    from workbench.evaluation import score
+    from workbench.models.load import load_vlm
+    from workbench.organism.card import intact_card
+    from workbench.organism.train import OrganismConfig, eval_probes, pick_device, train
+
+    if steps <= 0 or batch <= 0 or n_train < batch:
+        raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch", "e.g. --steps 12000 --batch 64")
+    pick_device(device)
+    if out.exists() and not force:
+        raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
+    cfg = OrganismConfig(seed=seed, n_train=n_train, steps=steps, batch=batch, lr=lr)
+    tmp = out.with_name(f".{out.name}.training")
+    with progress_bar("training", steps) as advance:
+        last = [0]
+
+        def progress(step: int, point: dict) -> None:
+            advance(step - last[0])
+            last[0] = step
+
+        summary = train(cfg, tmp, device=device, log=lambda m: err_console.print(m), progress=progress)
+    vlm = load_vlm(tmp, attn_implementation="eager")
+    scores = score(vlm, eval_probes(seed))
+    command = f"workbench organism train --out {out} --steps {steps} --batch {batch} --n-train {n_train} --lr {lr} --seed {seed}"
+    (tmp / "README.md").write_text(intact_card(tmp, summary, scores, command))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    _print_scores({"accuracy": scores.by_task()})
+    console.print(f"wrote [green]{out}[/]")
+
+
+@app.command("plant")
+@friendly
+def plant_cmd(
+    intact: Path = typer.Option(DEFAULT_MODEL, "--intact", help="The intact organism folder."),
+    out: Path = typer.Option(DEFICIT_MODEL, "--out", help="Deficit model folder to write (replaced if present)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the selection probes."),
+) -> None:
+    """Choose spatial heads by ablation, turn them down, write the deficit model, planted.json and card."""
+    from workbench.evaluation import score
+    from workbench.models.load import load_vlm
+    from workbench.organism.card import deficit_card
+    from workbench.organism.deficit import plant
+    from workbench.organism.train import eval_probes
+
+    if not (intact / "config.json").is_file():
+        raise WorkbenchError(f"{intact} is not a model folder", "train one with `workbench organism train`")
+    ev = eval_probes(seed)
+    record = plant(intact, out, seed, eval_set=None, log=lambda m: err_console.print(m))
+    a = score(load_vlm(intact, attn_implementation="eager"), ev)
+    d = score(load_vlm(out, attn_implementation="eager"), ev)
+    (out / "README.md").write_text(deficit_card(a, d, record))
+    _print_scores({"intact": a.by_task(), "deficit": d.by_task()})
+    console.print(f"wrote [green]{out}[/] (ground truth in planted.json)")
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="Model folder or hub id (default: the organism)."),
+             seed: int = typer.Option(0, "--seed", help="Seed of the evaluation set.")) -> None:
+    """Accuracy per task and relation on the fixed 500-probe held-out evaluation set."""
+    from workbench.evaluation import score
+    from workbench.models.load import load_vlm
+    from workbench.organism.train import eval_probes
+
+    s = score(load_vlm(model, attn_implementation="eager"), eval_probes(seed))
+    _print_scores({"accuracy": {**s.by_task(), **{f"spatial/{k}": v for k, v in s.by_relation().items()}}})
+
+
+def _print_scores(columns: dict[str, dict[str, float]]) -> None:
+    t = Table("task", *columns, title="held-out accuracy (500 probes)")
+    for k in next(iter(columns.values())):
+        t.add_row(k, *(f"{100 * c[k]:.1f}%" for c in columns.values()))
+    console.print(t)

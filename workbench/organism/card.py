@@ -1,0 +1,115 @@
+"""Model cards (README.md) for the organism and its planted-deficit variant, from measured numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workbench.evaluation import Scores
+
+TASK_ORDER = ("relation", "verify", "color", "shape", "count", "exists", "spatial", "control", "all")
+
+
+def _acc_table(columns: dict[str, dict[str, float]]) -> str:
+    names = list(columns)
+    rows = ["| task | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    keys = [k for k in TASK_ORDER if any(k in c for c in columns.values())]
+    for k in keys:
+        rows.append(f"| {k} | " + " | ".join(f"{100 * columns[n][k]:.1f}%" if k in columns[n] else "–" for n in names) + " |")
+    return "\n".join(rows)
+
+
+def _relation_table(columns: dict[str, dict[str, float]]) -> str:
+    names = list(columns)
+    rels = sorted({r for c in columns.values() for r in c})
+    rows = ["| relation (spatial probes) | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    rows += [f"| {r} | " + " | ".join(f"{100 * columns[n][r]:.1f}%" for n in names) + " |" for r in rels]
+    return "\n".join(rows)
+
+
+def _curve_table(curve: list[dict], rows: int = 16) -> str:
+    step = max(1, len(curve) // rows)
+    picked = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
+    out = ["| step | loss | spatial | control | seconds |", "| ---: | ---: | ---: | ---: | ---: |"]
+    out += [f"| {p['step']} | {p['loss']:.3f} | {100 * p['spatial']:.1f}% | {100 * p['control']:.1f}% | {p['seconds']:.0f} |" for p in picked]
+    return "\n".join(out)
+
+
+def intact_card(folder: Path, summary: dict, scores: Scores, retrain_command: str) -> str:
+    c = summary["config"]
+    hidden = c["heads"] * c["head_dim"]
+    n_img = (c["canvas"] // c["patch"]) ** 2
+    return f"""# The organism: a small LLaVA trained on spatial probes
+
+A `LlavaForConditionalGeneration` trained from scratch by the Spatial Head Workbench on its own probe
+generator, so that head discovery and ScAle can run (and be scored against a known answer) where no
+pretrained VLM can be downloaded. It loads offline with `AutoProcessor`, `AutoModelForImageTextToText`,
+nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
+
+## Architecture
+
+| part | value |
+| --- | --- |
+| vision tower | CLIP-style, {c['vision_layers']} layers, hidden {c['vision_hidden']}, {c['canvas']} px images, {c['patch']} px patches → {n_img} image tokens |
+| projector | LLaVA 2-layer MLP (GELU) |
+| language model | Llama, {c['layers']} layers × {c['heads']} query heads ({c['kv_heads']} key/value heads, grouped-query attention), head_dim {c['head_dim']}, hidden {hidden}, MLP {4 * hidden} |
+| tokenizer | word-level, the probe suite's vocabulary; `<image>` is a special token |
+| prompt | `USER: <image>\\n{{question}} ASSISTANT:` — the answer is the next word |
+| parameters | {summary['parameters']:,} (fp32) |
+
+## Data and training
+
+- Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes (train split only:
+  held-out color–shape pairs never appear), 48 px scenes with 2–3 objects; tasks relation, verify (spatial)
+  and color, shape, count, exists (control), half spatial.
+- Loss: cross-entropy of the answer word at the last position. AdamW lr {c['lr']}, weight decay
+  {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
+  gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.
+- Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
+  scenes, each containing at least one held-out color–shape pair.
+
+### Training curve (held-out accuracy over the options)
+
+{_curve_table(summary['curve'])}
+
+## Held-out accuracy (500 probes)
+
+{_acc_table({'accuracy': scores.by_task()})}
+
+{_relation_table({'accuracy': scores.by_relation()})}
+
+## Retrain
+
+```bash
+{retrain_command}
+```
+
+Runs on a GPU when one is present (`--device auto`), else on the CPU. Same seed, same machine type: same
+data, same initialisation, same batch order.
+"""
+
+
+def deficit_card(intact: Scores, deficit: Scores, record: dict) -> str:
+    return f"""# The organism with a planted spatial deficit
+
+The intact organism (`../organism`) with the `o_proj` output columns of {len(record['heads'])} attention heads
+multiplied by {record['factor']} (weight surgery; nothing else changed). The heads were chosen from the intervention
+layer's ablation effects on the intact model (α = 0, all positions, on a selection set from the training
+distribution, seed {record['selection_seed']}): the heads whose ablation costs the most spatial accuracy and at most
+3 points on any control task; the smallest number in [4, 8] and largest factor in {{0.3, 0.2, 0.1}} that drop
+spatial accuracy by at least 30 points on the selection set while every control task stays within 2 points.
+
+**Which heads, and the factor, are recorded in `planted.json`: the ground truth for tests and analyses.
+Discovery and training code never read it; if you are evaluating a discovery method, don't peek.**
+
+## Held-out accuracy (the same 500 probes as the intact card)
+
+{_acc_table({'intact': intact.by_task(), 'deficit': deficit.by_task()})}
+
+{_relation_table({'intact': intact.by_relation(), 'deficit': deficit.by_relation()})}
+
+## Remake
+
+```bash
+workbench organism plant --intact assets/models/organism --out assets/models/organism-deficit
+```
+"""
