@@ -122,7 +122,7 @@ def test_hub_id_without_network_fails_at_once(monkeypatch):
     assert time.monotonic() - start < 10
 
 
-@pytest.mark.parametrize("arg,msg", [("../nowhere/model", "neither a model folder nor a hub id"),
+@pytest.mark.parametrize("arg,msg", [("../nowhere/model", "model folder ../nowhere/model does not exist"),
                                      ("bad id with spaces", "neither a model folder nor a hub id")])
 def test_bad_model_arguments(arg, msg):
     with pytest.raises(WorkbenchError, match=msg):

@@ -59,3 +59,24 @@ def test_bad_training_arguments(tmp_path):
         with pytest.raises(WorkbenchError, match="no CUDA GPU is visible"):
             pick_device("cuda")
     assert not (tmp_path / "o").exists()
+    r = CliRunner().invoke(app, ["organism", "eval", "--model", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = CliRunner().invoke(app, ["organism", "plant", "--intact", str(tmp_path / "missing"), "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "is not a model folder" in r.output and not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = OrganismConfig(**TINY)
+    whole = train(cfg, tmp_path / "whole", device="cpu", log=lambda m: None)
+    ckpt = tmp_path / "state.pt"
+    assert train(cfg, tmp_path / "parts", device="cpu", log=lambda m: None, checkpoint=ckpt, stop_after=3) is None
+    assert ckpt.is_file()
+    parts = train(cfg, tmp_path / "parts", device="cpu", log=lambda m: None, checkpoint=ckpt)
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "parts" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [p["loss"] for p in parts["curve"]] == [p["loss"] for p in whole["curve"]]
+    with pytest.raises(WorkbenchError, match="belongs to another training config"):
+        train(OrganismConfig(**{**TINY, "lr": 5e-4}), tmp_path / "other", device="cpu", log=lambda m: None, checkpoint=ckpt)

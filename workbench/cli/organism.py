@@ -18,15 +18,20 @@ app = typer.Typer(help="Train the organism (a small LLaVA), plant its spatial de
 @friendly
 def train_cmd(
     out: Path = typer.Option(DEFAULT_MODEL, "--out", help="Model folder to write."),
-    steps: int = typer.Option(12000, "--steps", help="Optimizer steps."),
-    batch: int = typer.Option(64, "--batch", help="Batch size."),
+    steps: int = typer.Option(6000, "--steps", help="Optimizer steps."),
+    batch: int = typer.Option(256, "--batch", help="Batch size."),
     n_train: int = typer.Option(40000, "--n-train", help="Distinct training probes."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, initialisation and batch order."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if present), cpu, cuda, cuda:1, …"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Save the training state here at every evaluation; resume from it if present."),
+    stop_after: int = typer.Option(None, "--stop-after", help="Stop (after checkpointing) at this step, to train in installments."),
 ) -> None:
-    """Train the organism from scratch on the probe generator and write its folder and model card."""
+    """Train the organism from scratch on the probe generator and write its folder and model card.
+
+    Long CPU runs can be done in installments: pass --checkpoint (and --stop-after), then run the same
+    command again to continue; the result equals an uninterrupted run."""
     from workbench.cli._common import progress_bar
     from workbench.evaluation import score
     from workbench.models.load import load_vlm
@@ -47,10 +52,14 @@ def train_cmd(
             advance(step - last[0])
             last[0] = step
 
-        summary = train(cfg, tmp, device=device, log=lambda m: err_console.print(m), progress=progress)
+        summary = train(cfg, tmp, device=device, log=lambda m: err_console.print(m), progress=progress, checkpoint=checkpoint,
+                        stop_after=stop_after)
+    if summary is None:
+        console.print(f"stopped at step {stop_after or 0}+; run the same command again to continue from [green]{checkpoint}[/]")
+        return
     vlm = load_vlm(tmp, attn_implementation="eager")
     scores = score(vlm, eval_probes(seed))
-    command = f"workbench organism train --out {out} --steps {steps} --batch {batch} --n-train {n_train} --lr {lr} --seed {seed}"
+    command = f"workbench organism train --out {out} --steps {steps} --batch {batch} --n-train {n_train} --lr {lr} --seed {seed} --force"
     (tmp / "README.md").write_text(intact_card(tmp, summary, scores, command))
     if out.exists():
         import shutil

@@ -94,7 +94,10 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
         if not (local / "config.json").is_file():
             raise WorkbenchError(f"{local} has no config.json", "point at a Hugging Face model folder")
         source = str(local)
-    elif local.exists() or source.startswith((".", "/", "~")) or not _HUB_ID.match(source):
+    elif not local.exists() and source.startswith((".", "/", "~")):
+        raise WorkbenchError(f"model folder {source} does not exist",
+                             "check the path (the default organism is built with `workbench organism train`)")
+    elif local.exists() or not _HUB_ID.match(source):
         raise WorkbenchError(f"model {source!r} is neither a model folder nor a hub id", "pass a folder with config.json or an id like org/name")
     elif not _cached(source):
         _require_hub(source)

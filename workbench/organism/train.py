@@ -41,7 +41,7 @@ class OrganismConfig:
     seed: int = 0
     n_train: int = 40_000  # distinct training probes (rendered once)
     steps: int = 6000
-    batch: int = 64
+    batch: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 200
@@ -127,6 +127,12 @@ def evaluate(model, data: Encoded, device: torch.device, batch: int = 250) -> di
     return out
 
 
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -136,8 +142,16 @@ def pick_device(device: str) -> torch.device:
 
 
 def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[str], None] = print,
-          progress: Callable[[int, dict], None] | None = None) -> dict:
-    """Train an organism and write it as a Hugging Face folder at ``out``; returns the summary."""
+          progress: Callable[[int, dict], None] | None = None, checkpoint: Path | None = None,
+          stop_after: int | None = None) -> dict | None:
+    """Train an organism and write it as a Hugging Face folder at ``out``; returns the summary.
+
+    With ``checkpoint``, the full training state (weights, optimizer, schedule, random states,
+    data order, curve) is written there atomically at every evaluation, and a run that finds one
+    continues from it: an interrupted run resumed gives the same model as an uninterrupted one.
+    ``stop_after`` ends the run (after checkpointing) at that step and returns None: training in
+    installments, e.g. across sessions on a CPU.
+    """
     from transformers import LlavaForConditionalGeneration
 
     dev = pick_device(device)
@@ -161,8 +175,20 @@ def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[s
                                               (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
     g = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(train_data.tasks), generator=g)
-    pos, curve, running = 0, [], []
-    for step in range(1, cfg.steps + 1):
+    pos, curve, running, start = 0, [], [], 1
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise WorkbenchError(f"checkpoint {checkpoint} belongs to another training config", "use the same options or delete it")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        g.set_state(state["g"])
+        torch.set_rng_state(state["torch_rng"])
+        order, pos, curve, start = state["order"], state["pos"], state["curve"], state["step"] + 1
+        t0 -= state["seconds"]
+        log(f"resumed from {checkpoint} at step {state['step']}")
+    for step in range(start, cfg.steps + 1):
         if pos + cfg.batch > len(order):
             order, pos = torch.randperm(len(train_data.tasks), generator=g), 0
         idx = order[pos:pos + cfg.batch]
@@ -185,6 +211,14 @@ def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[s
                 f"({point['seconds']:.0f}s)")
             if progress:
                 progress(step, point)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, {"config": asdict(cfg), "step": step, "model": model.state_dict(),
+                                              "opt": opt.state_dict(), "sched": sched.state_dict(), "g": g.get_state(),
+                                              "torch_rng": torch.get_rng_state(), "order": order, "pos": pos, "curve": curve,
+                                              "seconds": point["seconds"]})
+            if stop_after is not None and step >= stop_after and step < cfg.steps:
+                log(f"stopped at step {step}; resume with the same checkpoint")
+                return None
     model.eval().to("cpu")
     save_llava_folder(model, out, tokenizer)
     final = evaluate(model, eval_data, torch.device("cpu"))
