@@ -80,3 +80,12 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     assert [p["loss"] for p in parts["curve"]] == [p["loss"] for p in whole["curve"]]
     with pytest.raises(WorkbenchError, match="belongs to another training config"):
         train(OrganismConfig(**{**TINY, "lr": 5e-4}), tmp_path / "other", device="cpu", log=lambda m: None, checkpoint=ckpt)
+
+
+def test_plant_refuses_a_model_without_spatial_heads(llava_folder, tmp_path):
+    """A random model has no head whose ablation costs 30 spatial points: planting must refuse and write nothing."""
+    from workbench.organism.deficit import plant
+
+    with pytest.raises(WorkbenchError, match="no set of 4–8 heads"):
+        plant(llava_folder, tmp_path / "deficit", n_select=48, log=lambda m: None)
+    assert not (tmp_path / "deficit").exists()

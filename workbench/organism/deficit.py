@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.evaluation import Scores, score
+from workbench.evaluation import score
 from workbench.interventions.core import HeadScale
 from workbench.models.load import load_vlm
 from workbench.probes.generate import ProbeConfig, generate
@@ -61,10 +61,12 @@ def _surgery(model: torch.nn.Module, site, heads: list[tuple[int, int]], factor:
             site.attn_out(model, layer).weight[:, head * d:(head + 1) * d] *= factor
 
 
-def plant(intact: Path, out: Path, seed: int = 0, eval_set: ProbeSet | None = None, log: Callable[[str], None] = print) -> dict:
-    """Choose the heads and factor, write the deficit model folder and its planted.json; return the record."""
+def plant(intact: Path, out: Path, seed: int = 0, eval_set: ProbeSet | None = None, log: Callable[[str], None] = print,
+          n_select: int = 600) -> dict:
+    """Choose the heads and factor, write the deficit model folder and its planted.json; return the record.
+    Nothing is written when no choice meets the targets."""
     vlm = load_vlm(intact, attn_implementation="eager")
-    sel = selection_probes(seed)
+    sel = selection_probes(seed, n_select)
     spatial, control, base = head_effects(vlm, sel, log)
     order = sorted(((float(spatial[lh]), lh) for lh in ((l, h) for l in range(vlm.site.n_layers) for h in range(vlm.site.n_heads))
                     if float(control[lh]) <= 0.03 and float(spatial[lh]) > 0), reverse=True)
@@ -113,4 +115,3 @@ def read_planted(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-__all__ = ["PLANTED_FILE", "Scores", "head_effects", "plant", "read_planted", "selection_probes"]
