@@ -94,3 +94,18 @@ def test_right_padding_is_refused():
     check_left_padded(torch.tensor([[0, 1, 1], [1, 1, 1]]))
     with pytest.raises(WorkbenchError, match="right-padded"):
         check_left_padded(torch.tensor([[1, 1, 0], [1, 1, 1]]))
+
+
+def test_per_token_alpha_for_packed_variants():
+    alpha = torch.ones(1, 2, 2, 3)  # [batch|1, seq, layer, head]
+    alpha[0, 0, 1, 2] = 0.0  # token 0 runs "L1H2 ablated"
+    alpha[0, 1, 1, 0] = 4.0  # token 1 runs "L1H0 × 4"
+    out = edit_heads(torch.ones(2, 2, 3, 2), 1, [HeadScale(alpha, positions="all")])
+    assert out[:, 0, 2].eq(0).all() and out[:, 0, :2].eq(1).all()
+    assert out[:, 1, 0].eq(4).all() and out[:, 1, 1:].eq(1).all()
+    mlp = torch.ones(1, 2, 2)
+    mlp[0, 1, 0] = 0.5
+    y = edit_mlp(torch.ones(1, 2, 4), 0, [MlpScale(mlp, positions="all")])
+    assert y[0, 0].eq(1).all() and y[0, 1].eq(0.5).all()
+    with pytest.raises(WorkbenchError, match="must be a tensor"):
+        HeadScale(alpha, positions="last")  # per-token factors only make sense on all positions

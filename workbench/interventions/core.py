@@ -40,14 +40,18 @@ def _check_positions(positions: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class HeadScale:
-    """``alpha [layer, head]`` (or ``[batch, layer, head]``): one factor per query head."""
+    """``alpha [layer, head]`` (or ``[batch, layer, head]``): one factor per query head.
+
+    With ``positions="all"``, ``alpha`` may also be ``[batch|1, seq, layer, head]``: a factor per
+    token, which the packed sweep uses to run one variant per packed query token."""
 
     alpha: torch.Tensor
     positions: str = "last"
 
     def __post_init__(self) -> None:
         _check_positions(self.positions)
-        if not isinstance(self.alpha, torch.Tensor) or self.alpha.dim() not in (2, 3):
+        ok_dims = (2, 3, 4) if self.positions == "all" else (2, 3)
+        if not isinstance(self.alpha, torch.Tensor) or self.alpha.dim() not in ok_dims:
             shape = list(self.alpha.shape) if isinstance(self.alpha, torch.Tensor) else type(self.alpha).__name__
             raise WorkbenchError(f"HeadScale alpha must be a tensor [layer, head] or [batch, layer, head], got {shape}",
                                  "build it with HeadScale.at(site, {(layer, head): alpha})")
@@ -73,7 +77,7 @@ class HeadScale:
             raise WorkbenchError(f"HeadScale alpha has shape {list(self.alpha.shape)}, but the model has {site.n_layers} layers "
                                  f"× {site.n_heads} query heads", f"pass alpha of shape [{site.n_layers}, {site.n_heads}] "
                                  f"(or [batch, {site.n_layers}, {site.n_heads}])")
-        if self.alpha.dim() == 3 and batch is not None and self.alpha.shape[0] not in (1, batch):
+        if self.alpha.dim() >= 3 and batch is not None and self.alpha.shape[0] not in (1, batch):
             raise WorkbenchError(f"HeadScale alpha has {self.alpha.shape[0]} variants for a batch of {batch}",
                                  "give one row of alpha per batch row, or a single [layer, head] alpha")
 
@@ -101,14 +105,16 @@ class MeanAblation:
 
 @dataclass(frozen=True, eq=False)
 class MlpScale:
-    """``alpha [layer]`` (or ``[batch, layer]``): one factor per layer's MLP output."""
+    """``alpha [layer]`` (or ``[batch, layer]``; with ``positions="all"`` also ``[batch|1, seq, layer]``):
+    one factor per layer's MLP output."""
 
     alpha: torch.Tensor
     positions: str = "last"
 
     def __post_init__(self) -> None:
         _check_positions(self.positions)
-        if not isinstance(self.alpha, torch.Tensor) or self.alpha.dim() not in (1, 2):
+        ok_dims = (1, 2, 3) if self.positions == "all" else (1, 2)
+        if not isinstance(self.alpha, torch.Tensor) or self.alpha.dim() not in ok_dims:
             raise WorkbenchError("MlpScale alpha must be a tensor [layer] or [batch, layer]", "pass one factor per layer")
 
     @classmethod
@@ -123,7 +129,7 @@ class MlpScale:
         if self.alpha.shape[-1] != site.n_layers:
             raise WorkbenchError(f"MlpScale alpha has shape {list(self.alpha.shape)}, the model has {site.n_layers} layers",
                                  f"pass alpha of shape [{site.n_layers}] (or [batch, {site.n_layers}])")
-        if self.alpha.dim() == 2 and batch is not None and self.alpha.shape[0] not in (1, batch):
+        if self.alpha.dim() >= 2 and batch is not None and self.alpha.shape[0] not in (1, batch):
             raise WorkbenchError(f"MlpScale alpha has {self.alpha.shape[0]} variants for a batch of {batch}",
                                  "give one row of alpha per batch row")
 
@@ -173,8 +179,8 @@ def edit_heads(z: torch.Tensor, layer: int, interventions: Sequence[Intervention
     """Head outputs ``z [batch, seq, head, head_dim]`` of one layer → edited copy (pure)."""
     for iv in interventions:
         if isinstance(iv, HeadScale):
-            a = iv.alpha[..., layer, :].to(z.dtype).to(z.device)  # [head] or [batch, head]
-            a = a.reshape(-1, 1, a.shape[-1], 1)  # [batch|1, 1, head, 1]
+            a = iv.alpha[..., layer, :].to(z.dtype).to(z.device)  # [head], [batch, head] or [batch, seq, head]
+            a = a.reshape(a.shape[0], a.shape[1], a.shape[2], 1) if a.dim() == 3 else a.reshape(-1, 1, a.shape[-1], 1)
             z = _at_positions(z, iv.positions, lambda t, a=a: t * a)
         elif isinstance(iv, MeanAblation):
             heads = [h for layer_, h in iv.heads if layer_ == layer]
@@ -195,7 +201,8 @@ def edit_mlp(y: torch.Tensor, layer: int, interventions: Sequence[Intervention])
     """MLP output ``y [batch, seq, hidden]`` of one layer → edited copy (pure)."""
     for iv in interventions:
         if isinstance(iv, MlpScale):
-            a = iv.alpha[..., layer].to(y.dtype).to(y.device).reshape(-1, 1, 1)  # [batch|1, 1, 1]
+            a = iv.alpha[..., layer].to(y.dtype).to(y.device)  # [], [batch] or [batch, seq]
+            a = a.reshape(a.shape[0], a.shape[1], 1) if a.dim() == 2 else a.reshape(-1, 1, 1)
             y = _at_positions(y, iv.positions, lambda t, a=a: t * a)
     return y
 

@@ -34,14 +34,17 @@ class SiteRow:
     mlp: str = "mlp"  # inside a layer: the module whose output is the MLP contribution
     text_config: str = "text_config"  # attribute of the top config holding the LM's head counts
     example: str = ""  # a hub id of this family, for the docs
+    packable: bool = False  # text attends causally with 1D positions: the packed last-token sweep is exact
 
 
 SITES: tuple[SiteRow, ...] = (
-    SiteRow("LLaVA-1.5", ("llava",), "model.language_model.layers", example="llava-hf/llava-1.5-7b-hf"),
-    SiteRow("LLaVA-NeXT", ("llava_next",), "model.language_model.layers", example="llava-hf/llava-v1.6-mistral-7b-hf"),
+    SiteRow("LLaVA-1.5", ("llava",), "model.language_model.layers", example="llava-hf/llava-1.5-7b-hf", packable=True),
+    SiteRow("LLaVA-NeXT", ("llava_next",), "model.language_model.layers", example="llava-hf/llava-v1.6-mistral-7b-hf",
+            packable=True),
     SiteRow("Qwen2-VL", ("qwen2_vl",), "model.language_model.layers", example="Qwen/Qwen2-VL-2B-Instruct"),
     SiteRow("Qwen2.5-VL", ("qwen2_5_vl",), "model.language_model.layers", example="Qwen/Qwen2.5-VL-3B-Instruct"),
-    SiteRow("Idefics3 / SmolVLM", ("idefics3", "smolvlm"), "model.text_model.layers", example="HuggingFaceTB/SmolVLM-256M-Instruct"),
+    SiteRow("Idefics3 / SmolVLM", ("idefics3", "smolvlm"), "model.text_model.layers", example="HuggingFaceTB/SmolVLM-256M-Instruct",
+            packable=True),
     SiteRow("PaliGemma", ("paligemma",), "model.language_model.layers", example="google/paligemma-3b-mix-224"),
     SiteRow("Gemma 3", ("gemma3",), "model.language_model.layers", example="google/gemma-3-4b-it"),
 )
