@@ -34,7 +34,7 @@ class Scores:
     def by_task(self) -> dict[str, float]:
         """Accuracy per task, plus ``spatial`` and ``control`` (per family) and ``all``."""
         out = {}
-        for key, labels in (("task", self.tasks), ("family", self.families)):
+        for labels in (self.tasks, self.families):
             for name in sorted(set(labels)):
                 mask = torch.tensor([lab == name for lab in labels])
                 out[name] = float(self.accuracy[mask].mean())

@@ -1,0 +1,154 @@
+"""The effect store: cache hits without the model, exact resume after SIGKILL, concurrent writers, checksums."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from workbench.errors import WorkbenchError
+from workbench.store.effects import COLUMNS, CorruptChunk, EffectStore, sweep_key
+from workbench.sweeps.aggregate import bootstrap_ci, by_relation, mean
+from workbench.sweeps.engine import SweepSpec
+from workbench.sweeps.run import sweep
+
+SPEC = SweepSpec(alphas=(0.0, 2.0))
+CHUNKING = dict(layers_per_chunk=1, probes_per_chunk=3)  # 2 layers × 2 probe ranges = 4 chunks
+
+
+@pytest.fixture(scope="module")
+def six(probes32):
+    return probes32.filter(lambda it: int(it.id) < 6, name="six")
+
+
+@pytest.fixture(scope="module")
+def reference(llava_vlm, six, tmp_path_factory):
+    return sweep(llava_vlm, six, SPEC, EffectStore(tmp_path_factory.mktemp("ref")), log=lambda m: None, **CHUNKING)
+
+
+def test_result_shape_long_form_and_cache_hit_without_the_model(llava_vlm, six, reference, tmp_path, monkeypatch):
+    store = EffectStore(tmp_path)
+    first = sweep(llava_vlm, six, SPEC, store, log=lambda m: None, **CHUNKING)
+    assert first.computed == 4 and first.cached == 0 and first.values.shape == (6, 2, 2, 4)
+    assert torch.equal(first.values, reference.values)
+    frame = pd.read_parquet(next(store.folder(first.key).glob("*.parquet")))
+    assert tuple(frame.columns) == COLUMNS and len(frame) == 3 * 2 * 1 * 4
+
+    def no_forward(*a, **k):
+        raise AssertionError("the model must not run for a cached sweep")
+
+    monkeypatch.setattr(llava_vlm.model, "forward", no_forward)
+    again = sweep(llava_vlm, six, SPEC, store, log=lambda m: None, **CHUNKING)
+    assert again.computed == 0 and again.cached == 4 and torch.equal(again.values, first.values)
+
+
+def test_key_covers_model_probes_and_spec():
+    spec = SPEC.to_json()
+    k = sweep_key("m", "p", spec)
+    assert k == sweep_key("m", "p", dict(spec))
+    assert len({k, sweep_key("m2", "p", spec), sweep_key("m", "p2", spec), sweep_key("m", "p", {**spec, "metric": "kl"}),
+                sweep_key("m", "p", {**spec, "metric_version": 99})}) == 5
+
+
+def test_corrupt_chunk_is_reported_never_used_and_recomputed(llava_vlm, six, reference, tmp_path):
+    store = EffectStore(tmp_path)
+    res = sweep(llava_vlm, six, SPEC, store, log=lambda m: None, **CHUNKING)
+    name = store.chunk_names(res.key)[1]
+    path = store.folder(res.key) / f"{name}.parquet"
+    table = pd.read_parquet(path)
+    table.loc[0, "value"] += 1.0
+    table.to_parquet(path)  # valid parquet, but the checksum no longer matches
+    with pytest.raises(CorruptChunk, match=f"{name}.parquet fails its checksum"):
+        store.read(res.key)
+    warnings = []
+    fixed = sweep(llava_vlm, six, SPEC, store, log=warnings.append, **CHUNKING)
+    assert fixed.computed == 1 and any("fails its checksum" in w for w in warnings)
+    assert torch.equal(fixed.values, reference.values)
+    path.write_bytes(b"garbage")
+    assert store.missing(res.key, [name])[0] == [name]
+
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from workbench.models.load import load_vlm
+    from workbench.probes.probeset import ProbeSet
+    from workbench.store.effects import EffectStore
+    from workbench.sweeps.engine import SweepSpec
+    from workbench.sweeps.run import sweep
+    model, probes, store, alphas, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    def progress(done, total):
+        if done == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    res = sweep(load_vlm(model, attn_implementation="eager"), ProbeSet.load(probes), SweepSpec(alphas=tuple(map(float, alphas.split(",")))),
+                EffectStore(store), progress=progress, layers_per_chunk=1, probes_per_chunk=3, log=lambda m: None)
+    print("computed", res.computed, "cached", res.cached)
+""")
+
+
+def _run(llava_folder, probes_dir, store, alphas="0,2", kill_after=0):
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(llava_folder), str(probes_dir), str(store), alphas, str(kill_after)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sigkilled_sweep_resumes_at_the_first_missing_chunk(llava_folder, llava_vlm, six, reference, tmp_path):
+    six.save(tmp_path / "probes")
+    p = _run(llava_folder, tmp_path / "probes", tmp_path / "store", kill_after=2)
+    p.wait(timeout=300)
+    assert p.returncode == -signal.SIGKILL
+    store = EffectStore(tmp_path / "store")
+    key = store.ls()[0].key
+    assert store.ls()[0].done == 2 and not store.ls()[0].complete
+    p = _run(llava_folder, tmp_path / "probes", tmp_path / "store")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    assert out.split() == ["computed", "2", "cached", "2"]
+    assert torch.equal(sweep(llava_vlm, six, SPEC, store, log=lambda m: None, **CHUNKING).values, reference.values)
+    assert store.ls()[0].key == key and store.ls()[0].complete
+
+
+@pytest.mark.slow
+def test_two_sweeps_writing_one_store_at_once(llava_folder, llava_vlm, six, reference, tmp_path):
+    six.save(tmp_path / "probes")
+    procs = [_run(llava_folder, tmp_path / "probes", tmp_path / "store", alphas) for alphas in ("0,2", "0,2", "0.5")]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    store = EffectStore(tmp_path / "store")
+    entries = store.ls()
+    assert len(entries) == 2 and all(e.complete for e in entries)
+    assert torch.equal(sweep(llava_vlm, six, SPEC, store, log=lambda m: None, **CHUNKING).values, reference.values)
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+
+
+def test_ls_rm_gc_and_resolve(llava_vlm, six, tmp_path):
+    store = EffectStore(tmp_path)
+    res = sweep(llava_vlm, six, SweepSpec(alphas=(0.0,)), store, log=lambda m: None, **CHUNKING)
+    assert store.resolve(res.key[:8]) == res.key
+    with pytest.raises(WorkbenchError, match="no sweeps match"):
+        store.resolve("zzzz")
+    stale = store.folder(res.key) / ".x.parquet.123.tmp"
+    stale.write_text("half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert store.gc() == [str(stale)] and store.ls()[0].complete
+    store.rm(res.key)
+    assert store.ls() == []
+    (store.folder(res.key)).mkdir()
+    (store.folder(res.key) / "manifest.json").write_text("{oops")
+    with pytest.raises(WorkbenchError, match="manifest.json is corrupt"):
+        store.manifest(res.key)
+
+
+def test_aggregates_by_hand():
+    v = torch.tensor([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]])  # [probe, site]
+    assert mean(v).tolist() == [3.0, 6.0]
+    rel = by_relation(v, ("left", "left", "above"))
+    assert rel["left"].tolist() == [2.0, 4.0] and rel["above"].tolist() == [5.0, 10.0]
+    low, high = bootstrap_ci(v, n_boot=500, seed=1)
+    assert (low <= mean(v)).all() and (mean(v) <= high).all() and (low >= 1.0).all() and (high[1] <= 10.0)
+    assert torch.equal(bootstrap_ci(v, n_boot=500, seed=1)[0], low)

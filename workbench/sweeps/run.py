@@ -1,0 +1,89 @@
+"""Run a sweep through the store: compute only the missing chunks, then read the whole result.
+
+``sweep(vlm, probes, spec, store)`` keys the request (model fingerprint, probe-set hash, spec),
+writes the manifest, computes each chunk the store lacks (or holds corrupt), writes it atomically,
+and returns a :class:`SweepResult` read back from the store — so an interrupted sweep resumes at
+the first missing chunk and gives exactly what an uninterrupted one gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench.models.load import VLM
+from workbench.probes.probeset import ProbeSet
+from workbench.store.effects import EffectStore, sweep_key
+from workbench.sweeps.engine import Chunk, SweepSpec, plan_chunks, run_chunk
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    key: str
+    spec: SweepSpec
+    values: torch.Tensor  # [probe, alpha, layer, head] (heads) or [probe, alpha, layer] (mlp)
+    probe_ids: tuple[str, ...]
+    tasks: tuple[str, ...]
+    relations: tuple[str, ...]
+    computed: int  # chunks computed by this call
+    cached: int  # chunks answered from the store
+
+
+def _long(values: torch.Tensor, chunk: Chunk, probes: ProbeSet, spec: SweepSpec) -> pd.DataFrame:
+    v = values.numpy()
+    if spec.target == "mlp":
+        v = v[..., None]  # head axis of size 1, stored as head = -1
+    n_p, n_a, n_l, n_h = v.shape
+    items = probes.items[chunk.probe_start:chunk.probe_stop]
+    p, a, l_, h = np.meshgrid(np.arange(n_p), np.arange(n_a), np.arange(n_l), np.arange(n_h), indexing="ij")
+    return pd.DataFrame({
+        "layer": (l_ + chunk.layer_start).ravel().astype(np.int32),
+        "head": (h.ravel() if spec.target == "heads" else np.full(h.size, -1)).astype(np.int32),
+        "alpha": np.asarray(spec.alphas, dtype=np.float64)[a.ravel()],
+        "probe_id": np.asarray([it.id for it in items])[p.ravel()],
+        "task": np.asarray([it.task for it in items])[p.ravel()],
+        "relation": np.asarray([it.relation for it in items])[p.ravel()],
+        "value": v.ravel().astype(np.float64),
+    })
+
+
+def to_tensor(frame: pd.DataFrame, probes: ProbeSet, spec: SweepSpec, n_layers: int, n_heads: int) -> torch.Tensor:
+    """Long form → ``[probe, alpha, layer, head]`` in probe-set order (``[probe, alpha, layer]`` for MLPs)."""
+    pidx = {it.id: i for i, it in enumerate(probes.items)}
+    aidx = {a: i for i, a in enumerate(spec.alphas)}
+    heads = n_heads if spec.target == "heads" else 1
+    out = np.full((len(probes), len(spec.alphas), n_layers, heads), np.nan)
+    out[frame["probe_id"].map(pidx).to_numpy(), frame["alpha"].map(aidx).to_numpy(), frame["layer"].to_numpy(),
+        np.maximum(frame["head"].to_numpy(), 0)] = frame["value"].to_numpy()
+    t = torch.from_numpy(out).float()
+    return t if spec.target == "heads" else t[..., 0]
+
+
+def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engine: str = "auto", layers_per_chunk: int = 8,
+          probes_per_chunk: int = 64, progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print,
+          **run_kwargs) -> SweepResult:
+    """Effects of ``spec`` on ``probes``, from the store where present, computed where not."""
+    key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
+    store.ensure(key, {"model": vlm.name, "model_fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
+                       "shape": list(vlm.site.shape), "probes": probes.name, "probeset_hash": probes.hash, "n_probes": len(probes),
+                       "spec": spec.to_json(), "layers_per_chunk": layers_per_chunk, "probes_per_chunk": probes_per_chunk,
+                       "chunks": [c.name for c in plan_chunks(vlm.site.n_layers, len(probes), layers_per_chunk, probes_per_chunk)]})
+    manifest = store.manifest(key)  # an earlier run's chunking wins, so chunks line up
+    chunks = plan_chunks(vlm.site.n_layers, len(probes), manifest["layers_per_chunk"], manifest["probes_per_chunk"])
+    todo, corrupt = store.missing(key, [c.name for c in chunks])
+    for report in corrupt:
+        log(f"warning: {report}")
+    pending = [c for c in chunks if c.name in set(todo)]
+    for i, chunk in enumerate(pending):
+        values = run_chunk(vlm, probes, spec, chunk, engine=engine, **run_kwargs)
+        store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
+        if progress:
+            progress(i + 1, len(pending))
+    frame = store.read(key)
+    return SweepResult(key=key, spec=spec, values=to_tensor(frame, probes, spec, *vlm.site.shape), probe_ids=tuple(it.id for it in probes),
+                       tasks=tuple(it.task for it in probes), relations=tuple(it.relation for it in probes),
+                       computed=len(pending), cached=len(chunks) - len(pending))
