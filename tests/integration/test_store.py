@@ -152,3 +152,31 @@ def test_aggregates_by_hand():
     low, high = bootstrap_ci(v, n_boot=500, seed=1)
     assert (low <= mean(v)).all() and (mean(v) <= high).all() and (low >= 1.0).all() and (high[1] <= 10.0)
     assert torch.equal(bootstrap_ci(v, n_boot=500, seed=1)[0], low)
+
+
+def test_cli_sweep_store_round_trip(llava_folder, six, tmp_path):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    six.save(tmp_path / "probes")
+    runner = CliRunner()
+    args = ["sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "probes"), "--alpha", "0,2", "--store", str(tmp_path / "s")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "1 chunks computed, 0 from the store" in r.output and "L1H" in r.output
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "0 chunks computed, 1 from the store" in r.output
+    r = runner.invoke(app, ["store", "ls", "--store", str(tmp_path / "s")])
+    assert r.exit_code == 0 and "1/1" in r.output
+    key = EffectStore(tmp_path / "s").ls()[0].key
+    r = runner.invoke(app, ["store", "show", key[:10], "--store", str(tmp_path / "s")])
+    assert r.exit_code == 0 and key in r.output and "95% CI" in r.output
+    r = runner.invoke(app, ["store", "rm", key[:10], "--store", str(tmp_path / "s")])
+    assert r.exit_code == 0 and EffectStore(tmp_path / "s").ls() == []
+    for bad, msg in ((["--alpha", "0,x"], "is not a comma-separated list"), (["--metric", "acc"], "unknown metric"),
+                     (["--engine", "packed", "--positions", "all"], "last-token interventions only")):
+        r = runner.invoke(app, args[:-4] + bad + ["--store", str(tmp_path / "s")])
+        assert r.exit_code == 2 and msg in r.output, r.output
+    r = runner.invoke(app, ["sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "does not exist" in r.output

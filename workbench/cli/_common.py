@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TypeVar
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from workbench.errors import WorkbenchError
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)  # wide tables when piped to a file
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
 
@@ -34,11 +35,17 @@ def friendly(fn: F) -> F:
 
 @contextmanager
 def progress_bar(description: str, total: int):
-    """A rich progress bar with count, elapsed time and ETA; yields ``advance(k)``."""
+    """A rich progress bar with count, elapsed time and ETA; yields ``advance(k=1, total=None)``."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False) as prog:
         task = prog.add_task(description, total=total)
-        yield lambda k=1: prog.advance(task, k)
+
+        def advance(k: int = 1, total: int | None = None) -> None:
+            if total is not None:
+                prog.update(task, total=total)
+            prog.advance(task, k)
+
+        yield advance
 
 
 def parse_list(value: str | None, what: str) -> tuple[str, ...] | None:

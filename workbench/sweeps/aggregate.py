@@ -27,6 +27,6 @@ def bootstrap_ci(values: torch.Tensor, n_boot: int = 1000, seed: int = 0, level:
     g = torch.Generator().manual_seed(seed)
     n = values.shape[0]
     means = torch.stack([values[torch.randint(0, n, (n,), generator=g)].mean(0) for _ in range(n_boot)])
-    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2])
+    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=means.dtype)
     low, high = torch.quantile(means.flatten(1), q, dim=0)
     return low.reshape(values.shape[1:]), high.reshape(values.shape[1:])

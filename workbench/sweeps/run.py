@@ -78,6 +78,8 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     for report in corrupt:
         log(f"warning: {report}")
     pending = [c for c in chunks if c.name in set(todo)]
+    if progress:
+        progress(0, len(pending))
     for i, chunk in enumerate(pending):
         values = run_chunk(vlm, probes, spec, chunk, engine=engine, **run_kwargs)
         store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
