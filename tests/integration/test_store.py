@@ -180,3 +180,30 @@ def test_cli_sweep_store_round_trip(llava_folder, six, tmp_path):
         assert r.exit_code == 2 and msg in r.output, r.output
     r = runner.invoke(app, ["sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_cli_heads_export_import(llava_folder, llava_vlm, six, tmp_path):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.discovery.headsets import HeadSet
+
+    store = EffectStore(tmp_path / "s")
+    res = sweep(llava_vlm, six, SPEC, store, log=lambda m: None, **CHUNKING)
+    runner = CliRunner()
+    for suffix in (".json", ".csv"):
+        r = runner.invoke(app, ["heads", "export", "--sweep", res.key[:10], "--k", "3", "--out", str(tmp_path / f"h{suffix}"),
+                                "--store", str(tmp_path / "s")])
+        assert r.exit_code == 0, r.output
+    hs = HeadSet.load(tmp_path / "h.json")
+    assert HeadSet.load(tmp_path / "h.csv") == hs and len(hs.heads) == 3
+    drop = -res.values[:, 0].mean(0)  # α = 0 is index 0 of SPEC.alphas
+    assert drop[hs.heads[0]] == pytest.approx(float(drop.max()), abs=1e-6)
+    r = runner.invoke(app, ["heads", "import", str(tmp_path / "h.json"), "--model", str(llava_folder)])
+    assert r.exit_code == 0 and f"L{hs.heads[0][0]}H{hs.heads[0][1]}" in r.output
+    other = HeadSet("x", "0" * 64, hs.method, hs.heads, hs.scores, hs.created).save(tmp_path / "other.json")
+    r = runner.invoke(app, ["heads", "import", str(other), "--model", str(llava_folder)])
+    assert r.exit_code == 2 and "made for 'x'" in r.output
+    r = runner.invoke(app, ["heads", "export", "--sweep", res.key[:10], "--alpha", "0.5", "--out", str(tmp_path / "z.json"),
+                            "--store", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "has no α = 0.5" in r.output and not (tmp_path / "z.json").exists()

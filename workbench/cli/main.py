@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from workbench import __version__
+from workbench.cli.heads import app as heads_app
 from workbench.cli.models import app as models_app
 from workbench.cli.organism import app as organism_app
 from workbench.cli.probes import app as probes_app
@@ -17,6 +18,7 @@ app.add_typer(probes_app, name="probes")
 app.add_typer(models_app, name="model")
 app.add_typer(organism_app, name="organism")
 app.add_typer(store_app, name="store")
+app.add_typer(heads_app, name="heads")
 app.command("sweep")(friendly(sweep_cmd))
 
 
