@@ -1,0 +1,135 @@
+"""Benchmark: naive vs packed last-token head sweeps, with the floor, in one run.
+
+For each model: a batch of probes, α ∈ {0, 0.5, 2} on every head (the issue's example sweep:
+3 variants per head), last token.
+
+    naive  one full forward per variant (the reference)
+    fast   the packed path: one prefix pass with a KV cache + all variants as packed queries
+    floor  what the fast path cannot go below: the prefix pass + one batched decode of the
+           packed queries with no hooks
+
+Rows: the organism on CPU (a random-weight model of the organism's shape when
+assets/models/organism is absent — the timing depends on shapes, not weights), and, when a GPU is
+present, a random-weight LLaVA-1.5-7B-shaped model in bf16 (32 layers × 32 heads, 576 image tokens).
+
+    .venv/bin/python analyses/bench_sweep.py [--probes 16] [--gpu-probes 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from workbench.interventions.torch_hooks import hooked
+from workbench.models.load import VLM, wrap_vlm
+from workbench.models.scaffold import llava_config, word_tokenizer
+from workbench.organism import DEFAULT_MODEL
+from workbench.sweeps.packed import naive_variant_logits, packed_variant_logits
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def _inputs(vlm: VLM, n: int, text_len: int = 14) -> dict[str, torch.Tensor]:
+    cfg = vlm.model.config
+    g = torch.Generator().manual_seed(0)
+    n_img = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
+    ids = torch.cat([torch.full((n, 1), 2), torch.full((n, n_img), cfg.image_token_id),
+                     torch.randint(10, min(cfg.text_config.vocab_size, 60), (n, text_len), generator=g)], dim=1)
+    pv = torch.randn(n, 3, cfg.vision_config.image_size, cfg.vision_config.image_size, generator=g)
+    return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device), "pixel_values": pv.to(vlm.device, vlm.dtype)}
+
+
+def _floor(vlm: VLM, inputs: dict, n_var: int) -> None:
+    ids = inputs["input_ids"]
+    b, t = ids.shape
+    cache = vlm.model(**{**inputs, "input_ids": ids[:, :-1], "attention_mask": inputs["attention_mask"][:, :-1]},
+                      use_cache=True, logits_to_keep=1).past_key_values
+    mask = torch.zeros(b, 1, n_var, t - 1 + n_var, dtype=vlm.dtype, device=ids.device)
+    mask[:, :, :, t - 1:].masked_fill_(~torch.eye(n_var, dtype=torch.bool, device=ids.device), torch.finfo(vlm.dtype).min)
+    vlm.model(input_ids=ids[:, -1:].expand(b, n_var), attention_mask=mask, position_ids=torch.full((b, n_var), t - 1, device=ids.device),
+              past_key_values=cache)
+
+
+def bench(vlm: VLM, label: str, n_probes: int, chunk: int) -> dict:
+    device = vlm.device
+    inputs = _inputs(vlm, n_probes)
+    layers, heads = vlm.site.shape
+    alphas = (0.0, 0.5, 2.0)
+    variants = torch.ones(len(alphas) * layers * heads, layers, heads)
+    for v in range(len(variants)):
+        site = v % (layers * heads)
+        variants[v, site // heads, site % heads] = alphas[v // (layers * heads)]
+    with torch.no_grad():
+        packed_variant_logits(vlm, inputs, variants[:2], chunk=chunk)  # warm-up
+        fast = _time(lambda: packed_variant_logits(vlm, inputs, variants, chunk=chunk), device)
+        with hooked(vlm.model, vlm.site, []):
+            floor = _time(lambda: _floor(vlm, inputs, min(chunk, len(variants))), device)
+        naive = _time(lambda: naive_variant_logits(vlm, inputs, variants), device)
+    return {"model": label, "device": str(device), "probes": n_probes, "variants": len(variants), "naive": naive, "fast": fast,
+            "floor": floor}
+
+
+def organism(device: str = "cpu") -> tuple[VLM, str]:
+    from transformers import AutoModelForImageTextToText, LlavaForConditionalGeneration
+
+    if (DEFAULT_MODEL / "config.json").is_file():
+        return wrap_vlm(AutoModelForImageTextToText.from_pretrained(DEFAULT_MODEL).to(device)), "organism"
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(llava_config(len(word_tokenizer()))).to(device)
+    return wrap_vlm(model), "organism-shaped (random weights; organism not built)"
+
+
+def llava7b_shaped(device: str = "cuda") -> VLM:
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                       num_key_value_heads=32, max_position_embeddings=4096)
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336,
+                              patch_size=14, projection_dim=768)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000, vision_feature_select_strategy="default",
+                      vision_feature_layer=-2)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlavaForConditionalGeneration(cfg).to(torch.bfloat16)
+    return wrap_vlm(model)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--probes", type=int, default=16)
+    ap.add_argument("--gpu-probes", type=int, default=16)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
+    vlm, label = organism("cpu")
+    rows.append(bench(vlm, label, args.probes, chunk=1024))
+    if torch.cuda.is_available():
+        rows.append(bench(llava7b_shaped("cuda"), "LLaVA-1.5-7B-shaped (random, bf16)", args.gpu_probes, chunk=1024))
+    t = Table(title="last-token head sweep, α ∈ {0, 0.5, 2} on every head (one run, seconds)")
+    for c in ("model", "device", "probes", "variants", "naive", "fast", "floor", "fast/naive", "fast/floor"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(r["model"], r["device"], str(r["probes"]), str(r["variants"]), f"{r['naive']:.2f}", f"{r['fast']:.3f}",
+                  f"{r['floor']:.3f}", f"{r['naive'] / r['fast']:.1f}x", f"{r['fast'] / r['floor']:.2f}x")
+    Console(width=160).print(t)
+    for r in rows:
+        print(f"{r['model']}: fast/naive: {r['naive'] / r['fast']:.1f}x  (fast is {r['fast'] / r['floor']:.2f}x the floor)")
+
+
+if __name__ == "__main__":
+    main()
