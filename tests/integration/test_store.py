@@ -90,7 +90,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(llava_folder, probes_dir, store, alphas="0,2", kill_after=0):
+def _run(llava_folder, probes_dir, store, alphas="0,2", kill_after=-1):
     return subprocess.Popen([sys.executable, "-c", SCRIPT, str(llava_folder), str(probes_dir), str(store), alphas, str(kill_after)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -195,8 +195,8 @@ def test_cli_heads_export_import(llava_folder, llava_vlm, six, tmp_path):
         r = runner.invoke(app, ["heads", "export", "--sweep", res.key[:10], "--k", "3", "--out", str(tmp_path / f"h{suffix}"),
                                 "--store", str(tmp_path / "s")])
         assert r.exit_code == 0, r.output
-    hs = HeadSet.load(tmp_path / "h.json")
-    assert HeadSet.load(tmp_path / "h.csv") == hs and len(hs.heads) == 3
+    hs, hs_csv = HeadSet.load(tmp_path / "h.json"), HeadSet.load(tmp_path / "h.csv")
+    assert (hs_csv.heads, hs_csv.scores, hs_csv.method) == (hs.heads, hs.scores, hs.method) and len(hs.heads) == 3  # two exports
     drop = -res.values[:, 0].mean(0)  # α = 0 is index 0 of SPEC.alphas
     assert drop[hs.heads[0]] == pytest.approx(float(drop.max()), abs=1e-6)
     r = runner.invoke(app, ["heads", "import", str(tmp_path / "h.json"), "--model", str(llava_folder)])
