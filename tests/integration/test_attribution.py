@@ -39,3 +39,16 @@ def test_spearman_by_hand():
 def test_metrics_without_a_gradient_are_refused(llava_vlm, eight, metric):
     with pytest.raises(WorkbenchError, match="differentiable metric"):
         attribution(llava_vlm, eight, SweepSpec(metric=metric))
+
+
+def test_linear_probe_scores_on_a_real_forward(llava_vlm):
+    from tests.conftest import cached_probes
+    from workbench.discovery.probes import head_activations, linear_probe_scores
+
+    ps = cached_probes(n=80, seed=4, canvas=32, object_size=7)
+    spatial = ps.filter(lambda it: it.family == "spatial")
+    acts = head_activations(llava_vlm, spatial)
+    assert acts.shape == (len(spatial), 2, 4, 16)
+    scores = linear_probe_scores(llava_vlm, ps)
+    assert scores.shape == (2, 4) and ((scores >= 0) & (scores <= 1)).all()
+    assert torch.equal(scores, linear_probe_scores(llava_vlm, ps))
