@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.interventions.core import (HeadScale, MeanAblation, MlpScale, check_left_padded, edit_heads, edit_mlp,
-                                          head_layers, mlp_layers)
+from workbench.interventions.core import (
+    HeadScale,
+    MeanAblation,
+    MlpScale,
+    check_left_padded,
+    edit_heads,
+    edit_mlp,
+    head_layers,
+    mlp_layers,
+)
 from workbench.models.sites import Site, SiteRow
 
 SITE = Site(SiteRow("test", ("t",), "layers"), n_layers=2, n_heads=3, n_kv_heads=1, head_dim=2, hidden=6)

@@ -4,8 +4,19 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.probes.scenes import (BACKGROUND, OPPOSITE, PALETTE, RELATIONS, Scene, SceneObject, SceneSpec,
-                                     relation_between, render, sample_scene, validate_attributes)
+from workbench.probes.scenes import (
+    BACKGROUND,
+    OPPOSITE,
+    PALETTE,
+    RELATIONS,
+    Scene,
+    SceneObject,
+    SceneSpec,
+    relation_between,
+    render,
+    sample_scene,
+    validate_attributes,
+)
 
 
 def test_box_is_inclusive_and_centred():

@@ -10,7 +10,6 @@ from workbench.cli.models import app as models_app
 from workbench.cli.organism import app as organism_app
 from workbench.cli.probes import app as probes_app
 from workbench.cli.sweeps import store_app, sweep_cmd
-from workbench.cli._common import friendly
 
 app = typer.Typer(name="workbench", help="Spatial Head Workbench: find spatial attention heads in VLMs and repair them with ScAle.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -19,7 +18,7 @@ app.add_typer(models_app, name="model")
 app.add_typer(organism_app, name="organism")
 app.add_typer(store_app, name="store")
 app.add_typer(heads_app, name="heads")
-app.command("sweep")(friendly(sweep_cmd))
+app.command("sweep")(sweep_cmd)
 
 
 def _version(value: bool) -> None:

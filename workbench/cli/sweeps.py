@@ -44,6 +44,7 @@ def _top_table(frame, title: str, n: int = 10) -> Table:
     return t
 
 
+@friendly
 def sweep_cmd(
     model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="Model folder or hub id (default: the organism)."),
     probes: Path = typer.Option(..., "--probes", help="A probe set folder (workbench probes make)."),

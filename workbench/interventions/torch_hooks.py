@@ -14,8 +14,16 @@ from contextlib import contextmanager
 
 import torch
 
-from workbench.interventions.core import (Intervention, edit_heads, edit_mlp, head_layers, mlp_layers, prepare, split_heads,
-                                          validate)
+from workbench.interventions.core import (
+    Intervention,
+    edit_heads,
+    edit_mlp,
+    head_layers,
+    mlp_layers,
+    prepare,
+    split_heads,
+    validate,
+)
 from workbench.models.load import VLM
 from workbench.models.sites import Site
 

@@ -26,8 +26,14 @@ from workbench.errors import WorkbenchError
 from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS, TASKS, ProbeItem
 from workbench.probes.probeset import ProbeSet
 from workbench.probes.scenes import PALETTE, RELATIONS, SHAPES, Scene, SceneSpec, render, sample_scene, validate_attributes
-from workbench.probes.tasks import (color_question, count_question, exists_question, relation_question,
-                                    shape_question, verify_question)
+from workbench.probes.tasks import (
+    color_question,
+    count_question,
+    exists_question,
+    relation_question,
+    shape_question,
+    verify_question,
+)
 
 SPLIT_STREAMS = {"train": 1, "test": 2}
 

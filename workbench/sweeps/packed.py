@@ -32,6 +32,7 @@ from workbench.interventions.core import HeadScale, MlpScale, check_left_padded
 from workbench.interventions.torch_hooks import hooked
 from workbench.models.load import VLM
 
+
 def check_packable(vlm: VLM) -> None:
     """Refuse families whose attention the packed mask cannot reproduce (``SiteRow.packable``)."""
     if not vlm.site.row.packable:

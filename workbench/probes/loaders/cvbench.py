@@ -13,8 +13,16 @@ import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.probes.items import ProbeItem
-from workbench.probes.loaders._common import (check_image_file, image_bytes_from_cell, image_extension, letter,
-                                              read_table, require_columns, require_file, safe_name)
+from workbench.probes.loaders._common import (
+    check_image_file,
+    image_bytes_from_cell,
+    image_extension,
+    letter,
+    read_table,
+    require_columns,
+    require_file,
+    safe_name,
+)
 from workbench.probes.probeset import ProbeSet
 
 COLUMNS = ("idx", "task", "question", "choices", "answer")

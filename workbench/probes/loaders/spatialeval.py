@@ -13,8 +13,15 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.probes.items import ProbeItem
-from workbench.probes.loaders._common import (image_bytes_from_cell, image_extension, letter, read_table,
-                                              require_columns, require_file, safe_name)
+from workbench.probes.loaders._common import (
+    image_bytes_from_cell,
+    image_extension,
+    letter,
+    read_table,
+    require_columns,
+    require_file,
+    safe_name,
+)
 from workbench.probes.probeset import ProbeSet
 
 COLUMNS = ("id", "text", "image", "oracle_answer", "oracle_option")
