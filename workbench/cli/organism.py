@@ -87,7 +87,7 @@ def plant_cmd(
     if not (intact / "config.json").is_file():
         raise WorkbenchError(f"{intact} is not a model folder", "train one with `workbench organism train`")
     ev = eval_probes(seed)
-    record = plant(intact, out, seed, eval_set=None, log=lambda m: err_console.print(m))
+    record = plant(intact, out, seed, log=lambda m: err_console.print(m))
     a = score(load_vlm(intact, attn_implementation="eager"), ev)
     d = score(load_vlm(out, attn_implementation="eager"), ev)
     (out / "README.md").write_text(deficit_card(a, d, record))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from rich.table import Table
 
 from workbench.cli._common import console, friendly, parse_list, progress_bar
 from workbench.errors import WorkbenchError
+from workbench.fileio import atomic_write
 from workbench.probes.contact import contact_sheet
 from workbench.probes.generate import ProbeConfig, generate
 from workbench.probes.loaders import LOADERS
@@ -22,16 +21,8 @@ SHEET = "contact_sheet.png"
 
 
 def _write_sheet(ps: ProbeSet, path: Path) -> Path:
-    """Write the contact sheet atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=".sheet.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        contact_sheet(ps).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the contact sheet atomically."""
+    return atomic_write(path, lambda tmp: contact_sheet(ps).save(tmp, format="PNG"))
 
 
 def _summary(ps: ProbeSet) -> None:

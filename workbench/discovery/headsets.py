@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.fileio import atomic_write
 
 FORMAT, VERSION = "workbench-headset", 1
 CSV_COLUMNS = ("layer", "head", "score", "method", "model", "model_fingerprint", "created")
@@ -54,18 +54,20 @@ class HeadSet:
         if path.suffix.lower() not in (".json", ".csv"):
             raise WorkbenchError(f"unknown head-set format {path.suffix!r}", "use a .json or .csv file name")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", newline="") as f:
-            if path.suffix.lower() == ".json":
-                json.dump({"format": FORMAT, "version": VERSION, "model": self.model, "model_fingerprint": self.model_fingerprint,
-                           "method": self.method, "heads": [list(h) for h in self.heads], "scores": list(self.scores),
-                           "created": self.created}, f, indent=1)
-            else:
-                w = csv.writer(f)
-                w.writerow(CSV_COLUMNS)
-                for (layer, head), score in zip(self.heads, self.scores):
-                    w.writerow([layer, head, repr(score), self.method, self.model, self.model_fingerprint, self.created])
-        os.replace(tmp, path)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                if path.suffix.lower() == ".json":
+                    json.dump({"format": FORMAT, "version": VERSION, "model": self.model, "model_fingerprint": self.model_fingerprint,
+                               "method": self.method, "heads": [list(h) for h in self.heads], "scores": list(self.scores),
+                               "created": self.created}, f, indent=1)
+                else:
+                    w = csv.writer(f)
+                    w.writerow(CSV_COLUMNS)
+                    for (layer, head), score in zip(self.heads, self.scores):
+                        w.writerow([layer, head, repr(score), self.method, self.model, self.model_fingerprint, self.created])
+
+        atomic_write(path, write)
         return path
 
     @classmethod

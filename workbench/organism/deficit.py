@@ -61,8 +61,7 @@ def _surgery(model: torch.nn.Module, site, heads: list[tuple[int, int]], factor:
             site.attn_out(model, layer).weight[:, head * d:(head + 1) * d] *= factor
 
 
-def plant(intact: Path, out: Path, seed: int = 0, eval_set: ProbeSet | None = None, log: Callable[[str], None] = print,
-          n_select: int = 600) -> dict:
+def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = print, n_select: int = 600) -> dict:
     """Choose the heads and factor, write the deficit model folder and its planted.json; return the record.
     Nothing is written when no choice meets the targets."""
     vlm = load_vlm(intact, attn_implementation="eager")
@@ -99,10 +98,6 @@ def plant(intact: Path, out: Path, seed: int = 0, eval_set: ProbeSet | None = No
     record = {"heads": [list(h) for h in heads], "factor": factor, "selection_seed": seed,
               "selection": {"intact": base, "deficit": sel_acc},
               "head_spatial_drop": spatial.tolist(), "head_control_drop": control.tolist()}
-    if eval_set is not None:
-        deficit_vlm = load_vlm(out, attn_implementation="eager")
-        record["eval"] = {"intact": score(load_vlm(intact, attn_implementation="eager"), eval_set).by_task(),
-                          "deficit": score(deficit_vlm, eval_set).by_task()}
     (out / PLANTED_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return record
 

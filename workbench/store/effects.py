@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.errors import WorkbenchError
+from workbench.fileio import atomic_write
 
 COLUMNS = ("layer", "head", "alpha", "probe_id", "task", "relation", "value")
 STORE_VERSION = 1
@@ -57,19 +57,6 @@ def _values_digest(table: pa.Table) -> str:
         h.update(name.encode())
         h.update(np.ascontiguousarray(col.astype(str) if col.dtype == object else col).tobytes())
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CorruptChunk(WorkbenchError):
@@ -103,7 +90,7 @@ class EffectStore:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "manifest.json"
         if not path.is_file():
-            _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps({**manifest, "key": key, "created": time.time()},
+            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps({**manifest, "key": key, "created": time.time()},
                                                                              indent=1, sort_keys=True)))
 
     def manifest(self, key: str) -> dict:
@@ -128,7 +115,7 @@ class EffectStore:
         table = pa.Table.from_pandas(frame[list(COLUMNS)], preserve_index=False)
         table = table.replace_schema_metadata({b"workbench.sha256": _values_digest(table).encode()})
         path = self.folder(key) / f"{name}.parquet"
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
     def read_chunk(self, key: str, name: str) -> pd.DataFrame:
