@@ -89,3 +89,16 @@ def test_plant_refuses_a_model_without_spatial_heads(llava_folder, tmp_path):
     with pytest.raises(WorkbenchError, match="no set of 4–8 heads"):
         plant(llava_folder, tmp_path / "deficit", n_select=48, log=lambda m: None)
     assert not (tmp_path / "deficit").exists()
+
+
+def test_vectorised_encoding_equals_the_processor_and_refuses_a_mismatch(llava_vlm, probes32, small_probes):
+    from workbench.organism.train import encode
+
+    proc = llava_vlm.processor
+    data = encode(proc, probes32, check=len(probes32))  # every item compared with the processor's own output
+    ref = proc(text=[__import__("workbench.models.prompts", fromlist=["x"]).prompt_text(proc, it.question) for it in probes32],
+               images=[probes32.image(it) for it in probes32], padding="longest", return_tensors="pt")
+    mine = data.batch(torch.arange(len(probes32)), torch.device("cpu"))
+    assert torch.equal(mine["input_ids"], ref["input_ids"]) and torch.allclose(mine["pixel_values"], ref["pixel_values"], atol=1e-5)
+    with pytest.raises(WorkbenchError, match="disagrees with the model's processor"):
+        encode(proc, small_probes.filter(lambda it: True))  # 64 px scenes for a 32 px model: the processor resizes

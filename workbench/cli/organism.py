@@ -18,10 +18,10 @@ app = typer.Typer(help="Train the organism (a small LLaVA), plant its spatial de
 @friendly
 def train_cmd(
     out: Path = typer.Option(DEFAULT_MODEL, "--out", help="Model folder to write."),
-    steps: int = typer.Option(6000, "--steps", help="Optimizer steps."),
-    batch: int = typer.Option(256, "--batch", help="Batch size."),
-    n_train: int = typer.Option(40000, "--n-train", help="Distinct training probes."),
-    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
+    steps: int = typer.Option(10000, "--steps", help="Optimizer steps."),
+    batch: int = typer.Option(512, "--batch", help="Batch size."),
+    n_train: int = typer.Option(200000, "--n-train", help="Distinct training probes."),
+    lr: float = typer.Option(1.5e-3, "--lr", help="AdamW learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, initialisation and batch order."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if present), cpu, cuda, cuda:1, …"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
@@ -33,10 +33,7 @@ def train_cmd(
     Long CPU runs can be done in installments: pass --checkpoint (and --stop-after), then run the same
     command again to continue; the result equals an uninterrupted run."""
     from workbench.cli._common import progress_bar
-    from workbench.evaluation import score
-    from workbench.models.load import load_vlm
-    from workbench.organism.card import intact_card
-    from workbench.organism.train import OrganismConfig, eval_probes, pick_device, train
+    from workbench.organism.train import OrganismConfig, pick_device, train
 
     if steps <= 0 or batch <= 0 or n_train < batch:
         raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch", "e.g. --steps 12000 --batch 64")
@@ -57,16 +54,27 @@ def train_cmd(
     if summary is None:
         console.print(f"stopped at step {stop_after or 0}+; run the same command again to continue from [green]{checkpoint}[/]")
         return
-    vlm = load_vlm(tmp, attn_implementation="eager")
-    scores = score(vlm, eval_probes(seed))
     command = f"workbench organism train --out {out} --steps {steps} --batch {batch} --n-train {n_train} --lr {lr} --seed {seed} --force"
-    (tmp / "README.md").write_text(intact_card(tmp, summary, scores, command))
+    finish(tmp, out, summary, command)
+
+
+def finish(trained: Path, out: Path, summary: dict, command: str) -> None:
+    """Score a freshly trained folder, write its model card, and move it into place at ``out``."""
+    from workbench.evaluation import score
+    from workbench.models.load import load_vlm
+    from workbench.organism.card import intact_card
+    from workbench.organism.train import eval_probes, fresh_probes
+
+    seed = summary["config"]["seed"]
+    vlm = load_vlm(trained, attn_implementation="eager")
+    scores, fresh = score(vlm, eval_probes(seed)), score(vlm, fresh_probes(seed))
+    (trained / "README.md").write_text(intact_card(trained, summary, scores, command, fresh))
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
-    tmp.rename(out)
-    _print_scores({"accuracy": scores.by_task()})
+    trained.rename(out)
+    _print_scores({"held-out": scores.by_task(), "fresh scenes": fresh.by_task()})
     console.print(f"wrote [green]{out}[/]")
 
 

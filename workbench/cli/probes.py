@@ -50,7 +50,7 @@ def make(
     out: Path = typer.Option(..., "--out", help="Folder to write the probe set to (must not exist unless --force)."),
     n: int = typer.Option(2000, "--n", help="Number of probes (train + test)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
-    canvas: int = typer.Option(48, "--canvas", help="Image side in pixels."),
+    canvas: int = typer.Option(64, "--canvas", help="Image side in pixels."),
     object_size: int = typer.Option(0, "--object-size", help="Object side in pixels (0: 22% of the canvas)."),
     tasks: str = typer.Option(None, "--tasks", help="Comma-separated tasks (default all): relation, verify, color, shape, count, exists."),
     relations: str = typer.Option(None, "--relations", help="Comma-separated relations (default all): left, right, above, below."),

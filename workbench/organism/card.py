@@ -34,7 +34,16 @@ def _curve_table(curve: list[dict], rows: int = 16) -> str:
     return "\n".join(out)
 
 
-def intact_card(folder: Path, summary: dict, scores: Scores, retrain_command: str) -> str:
+TARGETS = {"spatial": 0.90, "color": 0.95, "shape": 0.95, "count": 0.95, "exists": 0.95}
+
+
+def _targets(scores: dict[str, float]) -> str:
+    rows = ["| target | held-out | met |", "| --- | ---: | --- |"]
+    rows += [f"| {k} ≥ {100 * v:.0f}% | {100 * scores[k]:.1f}% | {'yes' if scores[k] >= v else '**no**'} |" for k, v in TARGETS.items()]
+    return "\n".join(rows)
+
+
+def intact_card(folder: Path, summary: dict, scores: Scores, retrain_command: str, fresh: Scores | None = None) -> str:
     c = summary["config"]
     hidden = c["heads"] * c["head_dim"]
     n_img = (c["canvas"] // c["patch"]) ** 2
@@ -59,7 +68,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 ## Data and training
 
 - Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes (train split only:
-  held-out color–shape pairs never appear), 48 px scenes with 2–3 objects; tasks relation, verify (spatial)
+  held-out color–shape pairs never appear), {c['canvas']} px scenes with 2–3 objects; tasks relation, verify (spatial)
   and color, shape, count, exists (control), half spatial.
 - Loss: cross-entropy of the answer word at the last position. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
@@ -73,9 +82,16 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 
 ## Held-out accuracy (500 probes)
 
-{_acc_table({'accuracy': scores.by_task()})}
+"held-out" is the fixed evaluation set above; "fresh scenes" are 500 new scenes built only from training
+pairs (`fresh_probes(seed={c['seed']})`). The gap between the two columns is what unseen color–shape pairs cost.
 
-{_relation_table({'accuracy': scores.by_relation()})}
+{_acc_table({'held-out': scores.by_task(), **({'fresh scenes': fresh.by_task()} if fresh else {})})}
+
+{_relation_table({'held-out': scores.by_relation(), **({'fresh scenes': fresh.by_relation()} if fresh else {})})}
+
+### Targets
+
+{_targets(scores.by_task())}
 
 ## Retrain
 

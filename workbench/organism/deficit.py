@@ -1,12 +1,13 @@
 """The planted deficit: the intact organism with a few spatial heads turned down.
 
 Discovery methods and ScAle repair need a case where the right answer is *known*. We make one:
-ablate every head of the intact organism (α = 0 on all positions, through the intervention
-layer) on a selection set drawn from the training distribution, rank heads by how much spatial
-accuracy they carry and how little control accuracy, then multiply the ``o_proj`` columns of the
-top k heads by a factor f (weight surgery on a copy) — the smallest k in [4, 8] and the largest f
-in {0.3, 0.2, 0.1} that drop spatial accuracy by at least 25 points (30 on the selection set, for
-margin) while every control task stays within 3 points (2 on the selection set).
+scale every head of the intact organism by a factor f (all positions, through the intervention
+layer) on a selection set drawn from the training distribution, then grow a head set greedily:
+the next head is the one whose addition drops spatial accuracy most *in combination* while every
+control task stays within 2 points (heads are redundant, so single-head effects mislead). The
+``o_proj`` columns of the chosen 4–8 heads are multiplied by f (weight surgery on a copy); f is
+the strongest of {0.1, 0.2, 0.3} that reaches a 30-point spatial drop on the selection set
+(the target on the held-out set is 25, with controls within 3).
 
 The heads and factor are written to ``planted.json`` in the deficit folder. That file is the
 ground truth for tests and analyses only; discovery and training code never read it.
@@ -32,7 +33,7 @@ PLANTED_FILE = "planted.json"
 CONTROL = ("color", "shape", "count", "exists")
 
 
-def selection_probes(seed: int = 0, n: int = 600, canvas: int = 48) -> ProbeSet:
+def selection_probes(seed: int = 0, n: int = 600, canvas: int = 64) -> ProbeSet:
     """Training-distribution probes (no held-out pairs) for choosing heads; never the evaluation set."""
     return generate(ProbeConfig(n=n, seed=seed, canvas=canvas, test_fraction=0.0))
 
@@ -41,13 +42,15 @@ def control_drop(base: dict[str, float], other: dict[str, float]) -> float:
     return max(base[t] - other[t] for t in CONTROL if t in base)
 
 
-def head_effects(vlm, probes: ProbeSet, log: Callable[[str], None] = print) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Spatial accuracy drop and worst control-task drop for ablating each head: ``[layer, head]`` each."""
-    base = score(vlm, probes).by_task()
+def head_effects(vlm, probes: ProbeSet, alpha: float = 0.0, log: Callable[[str], None] = print,
+                 base: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Spatial accuracy drop and worst control-task drop for scaling each head to ``alpha`` (all
+    positions): ``[layer, head]`` each, and the unmodified scores."""
+    base = base or score(vlm, probes, backend="torch").by_task()
     spatial, control = torch.zeros(vlm.site.shape), torch.zeros(vlm.site.shape)
     for layer in range(vlm.site.n_layers):
         for head in range(vlm.site.n_heads):
-            acc = score(vlm, probes, [HeadScale.at(vlm.site, [(layer, head)], 0.0, positions="all")]).by_task()
+            acc = score(vlm, probes, [HeadScale.at(vlm.site, [(layer, head)], alpha, positions="all")], backend="torch").by_task()
             spatial[layer, head] = base["spatial"] - acc["spatial"]
             control[layer, head] = control_drop(base, acc)
         log(f"layer {layer}: spatial drops {[round(float(x), 3) for x in spatial[layer]]}")
@@ -61,44 +64,67 @@ def _surgery(model: torch.nn.Module, site, heads: list[tuple[int, int]], factor:
             site.attn_out(model, layer).weight[:, head * d:(head + 1) * d] *= factor
 
 
-def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = print, n_select: int = 600) -> dict:
+def greedy_heads(vlm, probes: ProbeSet, factor: float, spatial: torch.Tensor, base: dict[str, float], k_max: int = 8,
+                 candidates: int = 16, target: float = 0.30, control_budget: float = 0.02,
+                 log: Callable[[str], None] = print) -> tuple[list[tuple[int, int]], dict[str, float]]:
+    """Grow a head set one head at a time: among the ``candidates`` heads with the largest single-head
+    spatial drop, add the one whose *combined* scaling (all chosen heads × ``factor``, all positions)
+    drops spatial accuracy most while keeping every control task within ``control_budget``. Heads
+    are redundant, so single-head effects alone do not predict what a set does. Stops at ``k_max``
+    heads, or (with at least 4) once the drop reaches ``target``."""
+    n_heads = vlm.site.n_heads
+    pool = [(i // n_heads, i % n_heads) for i in torch.argsort(spatial.flatten(), descending=True)[:candidates].tolist()]
+    chosen: list[tuple[int, int]] = []
+    acc = base
+    while len(chosen) < k_max:
+        best = None
+        for h in pool:
+            if h in chosen:
+                continue
+            trial = score(vlm, probes, [HeadScale.at(vlm.site, chosen + [h], factor, positions="all")], backend="torch").by_task()
+            drop, ctrl = base["spatial"] - trial["spatial"], control_drop(base, trial)
+            if ctrl <= control_budget and (best is None or drop > best[0]):
+                best = (drop, h, trial)
+        if best is None:
+            break
+        chosen.append(best[1])
+        acc = best[2]
+        log(f"factor {factor}: {chosen} → spatial {base['spatial']:.3f}→{acc['spatial']:.3f}, worst control drop {control_drop(base, acc):.3f}")
+        if len(chosen) >= 4 and best[0] >= target:
+            break
+    return chosen, acc
+
+
+def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = print, n_select: int = 400) -> dict:
     """Choose the heads and factor, write the deficit model folder and its planted.json; return the record.
-    Nothing is written when no choice meets the targets."""
+    Nothing is written when no choice meets the targets (at least 4 heads, a 30-point spatial drop on
+    the selection set, every control task within 2 points there)."""
     vlm = load_vlm(intact, attn_implementation="eager")
     sel = selection_probes(seed, n_select)
-    spatial, control, base = head_effects(vlm, sel, log)
-    order = sorted(((float(spatial[lh]), lh) for lh in ((l, h) for l in range(vlm.site.n_layers) for h in range(vlm.site.n_heads))
-                    if float(control[lh]) <= 0.03 and float(spatial[lh]) > 0), reverse=True)
-    ranked = [lh for _, lh in order]
-    original = {k: v.clone() for k, v in vlm.model.state_dict().items()}
     chosen = None
-    for k in range(4, 9):
-        for factor in (0.3, 0.2, 0.1):
-            heads = ranked[:k]
-            if len(heads) < k:
-                break
-            _surgery(vlm.model, vlm.site, heads, factor)
-            acc = score(vlm, sel).by_task()
-            vlm.model.load_state_dict(original)
-            log(f"k={k} factor={factor}: spatial {base['spatial']:.3f}→{acc['spatial']:.3f}, worst control drop {control_drop(base, acc):.3f}")
-            if base["spatial"] - acc["spatial"] >= 0.30 and control_drop(base, acc) <= 0.02:
-                chosen = (heads, factor, acc)
-                break
-        if chosen:
+    for factor in (0.1, 0.2, 0.3):  # the strongest first: redundant heads need it
+        spatial, control, base = head_effects(vlm, sel, factor, log)
+        heads, acc = greedy_heads(vlm, sel, factor, spatial, base, log=log)
+        if len(heads) >= 4 and base["spatial"] - acc["spatial"] >= 0.30 and control_drop(base, acc) <= 0.02:
+            chosen = (heads, factor, acc)
             break
     if chosen is None:
         raise WorkbenchError("no set of 4–8 heads and factor in [0.1, 0.3] meets the deficit targets on this organism",
                              "train the organism longer, or relax the targets")
     heads, factor, sel_acc = chosen
     _surgery(vlm.model, vlm.site, heads, factor)
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(intact, out, ignore=shutil.ignore_patterns("README.md", "training.json", PLANTED_FILE))
-    vlm.model.save_pretrained(out, safe_serialization=True)
-    record = {"heads": [list(h) for h in heads], "factor": factor, "selection_seed": seed,
+    tmp = out.with_name(f".{out.name}.tmp")  # built aside, then swapped in: never a half-written model folder
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(intact, tmp, ignore=shutil.ignore_patterns("README.md", "training.json", PLANTED_FILE))
+    vlm.model.save_pretrained(tmp, safe_serialization=True)
+    record = {"heads": [list(h) for h in heads], "factor": factor, "selection_seed": seed, "selection_probes": n_select,
               "selection": {"intact": base, "deficit": sel_acc},
               "head_spatial_drop": spatial.tolist(), "head_control_drop": control.tolist()}
-    (out / PLANTED_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    (tmp / PLANTED_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
     return record
 
 

@@ -42,7 +42,7 @@ SPLIT_STREAMS = {"train": 1, "test": 2}
 class ProbeConfig:
     n: int = 2000
     seed: int = 0
-    canvas: int = 48
+    canvas: int = 64
     object_size: int = 0  # 0 → 22% of the canvas
     gap: int = 2
     colors: tuple[str, ...] = tuple(PALETTE)
