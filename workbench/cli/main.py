@@ -9,6 +9,7 @@ from workbench.cli.heads import app as heads_app
 from workbench.cli.models import app as models_app
 from workbench.cli.organism import app as organism_app
 from workbench.cli.probes import app as probes_app
+from workbench.cli.scale import app as scale_app
 from workbench.cli.sweeps import store_app, sweep_cmd
 
 app = typer.Typer(name="workbench", help="Spatial Head Workbench: find spatial attention heads in VLMs and repair them with ScAle.",
@@ -18,6 +19,7 @@ app.add_typer(models_app, name="model")
 app.add_typer(organism_app, name="organism")
 app.add_typer(store_app, name="store")
 app.add_typer(heads_app, name="heads")
+app.add_typer(scale_app, name="scale")
 app.command("sweep")(sweep_cmd)
 
 

@@ -28,9 +28,10 @@ from workbench.models.load import VLM
 from workbench.models.sites import Site
 
 
-@contextmanager
-def hooked(model: torch.nn.Module, site: Site, interventions: Sequence[Intervention]) -> Iterator[list]:
-    """Register the interventions as plain hooks for the duration of the block; yields the handles."""
+def register(model: torch.nn.Module, site: Site, interventions: Sequence[Intervention]) -> list:
+    """Register the interventions as plain hooks and return their handles (``h.remove()`` undoes each).
+    Prefer :func:`hooked`, which always removes them; this is for hooks that outlive a block
+    (:func:`workbench.scale.apply.apply_scales`)."""
     validate(interventions, site)
     heads, mlps = head_layers(interventions), mlp_layers(interventions)
     handles = []
@@ -47,6 +48,18 @@ def hooked(model: torch.nn.Module, site: Site, interventions: Sequence[Intervent
                     return edit_mlp(output, layer, interventions)
 
                 handles.append(site.mlp(model, layer).register_forward_hook(post))
+    except BaseException:
+        for h in handles:
+            h.remove()
+        raise
+    return handles
+
+
+@contextmanager
+def hooked(model: torch.nn.Module, site: Site, interventions: Sequence[Intervention]) -> Iterator[list]:
+    """Register the interventions as plain hooks for the duration of the block; yields the handles."""
+    handles = register(model, site, interventions)
+    try:
         yield handles
     finally:
         for h in handles:

@@ -1,0 +1,167 @@
+"""``workbench scale``: train, evaluate, compare, export and import ScAle scale vectors.
+
+A vector named without a folder or suffix (``--out spatial-fix``) lives in the store,
+``<store>/scales/NAME.safetensors`` + ``.json`` (its training history is in the .json); any other
+value is a path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from workbench.cli._common import console, err_console, friendly, progress_bar
+from workbench.cli.sweeps import DEFAULT_STORE
+from workbench.errors import WorkbenchError
+from workbench.organism import DEFAULT_MODEL
+
+app = typer.Typer(help="Train, evaluate, compare, export and import ScAle scale vectors.", no_args_is_help=True)
+
+
+def vector_path(name: str, store: Path) -> Path:
+    p = Path(name)
+    if p.suffix in (".safetensors", ".json") or len(p.parts) > 1:
+        return p
+    return store / "scales" / f"{name}.safetensors"
+
+
+def _probes(path: Path, split: str | None):
+    from workbench.probes.probeset import ProbeSet
+
+    ps = ProbeSet.load(path)
+    return ps.split(split) if split else ps
+
+
+@app.command("train")
+@friendly
+def train_cmd(
+    model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="Model folder or hub id (default: the organism)."),
+    probes: Path = typer.Option(..., "--probes", help="Probe set folder to train on."),
+    split: str = typer.Option("train", "--split", help="Split of the probe set to train on ('' for all)."),
+    out: str = typer.Option(..., "--out", help="Vector name (kept in the store) or path."),
+    mode: str = typer.Option("both", "--mode", help="attn, mlp or both."),
+    positions: str = typer.Option("last", "--positions", help="last (ScAle reference) or all."),
+    heads: Path = typer.Option(None, "--heads", help="Head set file (.json/.csv): train only these heads, the others stay at 1."),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch: int = typer.Option(16, "--batch"),
+    accum: int = typer.Option(1, "--accum", help="Batches per optimizer step."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    s_max: float = typer.Option(10.0, "--s-max", help="Bound: effective scale in [1 − s_max, 1 + s_max]."),
+    l2: float = typer.Option(1e-4, "--l2", help="L2 penalty on the raw parameters u."),
+    patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without a better validation loss."),
+    seed: int = typer.Option(0, "--seed"),
+    store: Path = typer.Option(DEFAULT_STORE, "--store", help="Store folder (env WORKBENCH_STORE)."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Train a scale vector on a frozen model and save it (safetensors + JSON metadata)."""
+    from workbench.discovery.headsets import HeadSet
+    from workbench.models.load import load_vlm
+    from workbench.scale.train import TrainConfig, train_scales
+
+    cfg = TrainConfig(mode=mode, positions=positions, s_max=s_max, lr=lr, epochs=epochs, batch=batch, accum=accum, l2=l2,
+                      patience=patience, seed=seed)
+    target = vector_path(out, store)
+    ps = _probes(probes, split or None)
+    vlm = load_vlm(model, device=device, attn_implementation="eager")
+    head_list = None
+    if heads is not None:
+        hs = HeadSet.load(heads)
+        hs.check_model(vlm.fingerprint, vlm.name)
+        head_list = list(hs.heads)
+    with progress_bar(f"training ({mode}, {positions})", 1) as advance:
+        def progress(p: dict) -> None:
+            if p["kind"] == "step":
+                advance(0, p["steps"] * epochs)
+                advance(1)
+            else:
+                err_console.print(f"epoch {p['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in p.items() if k not in ("kind", "epoch")))
+
+        vec = train_scales(vlm, ps, cfg, heads=head_list, progress=progress)
+    vec.save(target)
+    m = vec.metrics
+    console.print(f"{m['n_params']} trainable scales; best epoch {m['best_epoch']} ({m['stopped']}); wrote [green]{target}[/]")
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(vectors: list[str] = typer.Argument(None, help="Vector names or paths (none: the model alone)."),
+             model: str = typer.Option(str(DEFAULT_MODEL), "--model"),
+             probes: Path = typer.Option(..., "--probes", help="Probe set folder to evaluate on."),
+             split: str = typer.Option("test", "--split", help="Split to evaluate ('' for all)."),
+             store: Path = typer.Option(DEFAULT_STORE, "--store")) -> None:
+    """Accuracy per task and relation with each vector applied (and without any)."""
+    compare_cmd(vectors or [], model, probes, split, store, None)
+
+
+@app.command("compare")
+@friendly
+def compare_cmd(vectors: list[str] = typer.Argument(..., help="Vector names or paths."),
+                model: str = typer.Option(str(DEFAULT_MODEL), "--model"),
+                probes: Path = typer.Option(..., "--probes", help="Probe set folder to evaluate on."),
+                split: str = typer.Option("test", "--split", help="Split to evaluate ('' for all)."),
+                store: Path = typer.Option(DEFAULT_STORE, "--store"),
+                heatmap: Path = typer.Option(None, "--heatmap", help="PNG of the attention-scale difference (second − first)."),
+                ) -> None:
+    """A table (trainable scales, spatial and control accuracy, per relation) and a difference heatmap."""
+    from workbench.evaluation import score
+    from workbench.figures import heatmap_png
+    from workbench.models.load import load_vlm
+    from workbench.scale.vector import ScaleVector
+
+    vecs = {v: ScaleVector.load(vector_path(v, store)) for v in vectors}
+    vlm = load_vlm(model, attn_implementation="eager")
+    for vec in vecs.values():
+        vec.check_model(vlm.fingerprint, vlm.site.shape, vlm.name)
+    ps = _probes(probes, split or None)
+    columns = {"none": (0, score(vlm, ps, backend="torch"))}
+    for name, vec in vecs.items():
+        columns[name] = (vec.metrics.get("n_params", "?"), score(vlm, ps, vec.interventions(), backend="torch"))
+    rels = sorted({r for _, s in columns.values() for r in s.by_relation()})
+    t = Table("vector", "scales", "spatial", "control", *rels, title=f"accuracy on {ps.name} ({len(ps)} probes)")
+    for name, (n, s) in columns.items():
+        bt, br = s.by_task(), s.by_relation()
+        t.add_row(name, str(n), *(f"{100 * bt[k]:.1f}%" if k in bt else "–" for k in ("spatial", "control")),
+                  *(f"{100 * br[r]:.1f}%" for r in rels))
+    console.print(t)
+    if heatmap is not None:
+        if len(vecs) < 2:
+            raise WorkbenchError("a difference heatmap needs two vectors", "pass two vector names")
+        (a, va), (b, vb) = list(vecs.items())[:2]
+        heatmap_png(vb.attn - va.attn, heatmap, title=f"attention scale: {b} − {a}")
+        console.print(f"wrote [green]{heatmap}[/]")
+
+
+@app.command("export")
+@friendly
+def export_cmd(vector: str = typer.Argument(..., help="Vector name or path."),
+               npy: Path = typer.Option(..., "--npy", help="Folder for eff_attn.npy and eff_mlp.npy (ScAle reference format)."),
+               suffix: str = typer.Option("", "--suffix", help="File name suffix, e.g. _seed0."),
+               store: Path = typer.Option(DEFAULT_STORE, "--store")) -> None:
+    """Write a vector as the ScAle reference code's .npy arrays."""
+    from workbench.scale.vector import ScaleVector
+
+    paths = ScaleVector.load(vector_path(vector, store)).to_npy(npy, suffix)
+    console.print("wrote " + ", ".join(f"[green]{p}[/]" for p in paths))
+
+
+@app.command("import")
+@friendly
+def import_cmd(out: str = typer.Option(..., "--out", help="Vector name (kept in the store) or path."),
+               attn: Path = typer.Option(None, "--attn", help="eff_attn*.npy [layers, heads]."),
+               mlp: Path = typer.Option(None, "--mlp", help="eff_mlp*.npy [layers]."),
+               model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="The model the arrays were trained on."),
+               positions: str = typer.Option("last", "--positions"),
+               store: Path = typer.Option(DEFAULT_STORE, "--store")) -> None:
+    """Read the ScAle reference code's .npy arrays into a vector bound to --model."""
+    from workbench.models.load import load_vlm
+    from workbench.scale.vector import ScaleVector
+
+    if attn is None and mlp is None:
+        raise WorkbenchError("nothing to import", "pass --attn and/or --mlp")
+    vlm = load_vlm(model, attn_implementation="eager")
+    vec = ScaleVector.from_npy(attn, mlp, model=vlm.name, model_fingerprint=vlm.fingerprint, shape=vlm.site.shape, positions=positions)
+    target = vector_path(out, store)
+    vec.save(target)
+    console.print(f"wrote [green]{target}[/]")

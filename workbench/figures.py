@@ -1,0 +1,58 @@
+"""Static figures with Pillow alone: a ``[layer, head]`` heatmap as a PNG.
+
+The Dash app draws interactive heatmaps with plotly; reports and the CLI need a file that any
+viewer opens and that needs no browser engine (plotly's PNG export needs kaleido and Chrome).
+Diverging colours (blue < 0 < red) scaled to the largest magnitude, or sequential (white → red)
+for non-negative maps; a value in every cell, layers as rows and heads as columns.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from workbench.fileio import atomic_write
+
+
+def _colour(v: float, scale: float, diverging: bool) -> tuple[int, int, int]:
+    t = 0.0 if scale == 0 else max(-1.0, min(1.0, v / scale))
+    if not diverging:
+        t = abs(t)
+    if t >= 0:
+        return (255, int(255 * (1 - t) + 40 * t), int(255 * (1 - t) + 40 * t))
+    t = -t
+    return (int(255 * (1 - t) + 40 * t), int(255 * (1 - t) + 90 * t), 255)
+
+
+def heatmap_png(values: torch.Tensor | np.ndarray, path: str | os.PathLike, title: str = "", cell: int = 44,
+                marked: set[tuple[int, int]] | None = None) -> Path:
+    """Write ``values [layer, head]`` as a PNG heatmap; cells in ``marked`` get a black frame."""
+    v = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    n_layers, n_heads = v.shape
+    diverging = bool((v < 0).any())
+    scale = float(np.nanmax(np.abs(v))) if v.size else 0.0
+    font = ImageFont.load_default(size=max(9, cell // 4))
+    left, top = 70, 44 if title else 24
+    img = Image.new("RGB", (left + n_heads * cell + 10, top + n_layers * cell + 30), "white")
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((left, 6), title, fill="black", font=ImageFont.load_default(size=14))
+    for h in range(n_heads):
+        d.text((left + h * cell + cell // 3, top - 18), f"h{h}", fill="black", font=font)
+    for layer in range(n_layers):
+        d.text((8, top + layer * cell + cell // 3), f"L{layer}", fill="black", font=font)
+        for h in range(n_heads):
+            x0, y0 = left + h * cell, top + layer * cell
+            d.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=_colour(float(v[layer, h]), scale, diverging),
+                        outline="black" if marked and (layer, h) in marked else "white", width=3 if marked and (layer, h) in marked else 1)
+            d.text((x0 + 3, y0 + cell // 3), f"{v[layer, h]:.2f}", fill="black", font=font)
+    d.text((left, top + n_layers * cell + 8), f"scale ±{scale:.3g}" if diverging else f"max {scale:.3g}", fill="black", font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
