@@ -192,3 +192,14 @@ def test_lora_and_ia3_train_on_a_copy_with_the_expected_parameter_counts(llava_v
     assert ia3.n_params == tc.num_hidden_layers * (kv + kv + inter)  # k, v outputs and down_proj's input
     assert torch.equal(llava_vlm.model(**batch.inputs).logits[:, -1], before)  # the original model is untouched
     assert lora.history["history"][0]["train_loss"] > 0
+
+
+def test_paper_split_is_seeded_20_80_and_disjoint(small_probes):
+    from workbench.scale.train import paper_split
+
+    train, test = paper_split(small_probes, 0)
+    assert (len(train), len(test)) == (48, 192)
+    ids_a, ids_b = {it.id for it in train}, {it.id for it in test}
+    assert not ids_a & ids_b and len(ids_a | ids_b) == len(small_probes)
+    assert {it.id for it in paper_split(small_probes, 0)[0]} == ids_a
+    assert {it.id for it in paper_split(small_probes, 1)[0]} != ids_a

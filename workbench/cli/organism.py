@@ -84,6 +84,9 @@ def plant_cmd(
     intact: Path = typer.Option(DEFAULT_MODEL, "--intact", help="The intact organism folder."),
     out: Path = typer.Option(DEFICIT_MODEL, "--out", help="Deficit model folder to write (replaced if present)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the selection probes."),
+    min_drop: float = typer.Option(0.30, "--min-drop", help="Spatial accuracy drop the heads must cause on the selection set."),
+    control_budget: float = typer.Option(0.03, "--control-budget", help="Largest allowed drop of any control task there."),
+    factors: str = typer.Option("0.1,0.2,0.3", "--factors", help="Factors to try, strongest first."),
 ) -> None:
     """Choose spatial heads by ablation, turn them down, write the deficit model, planted.json and card."""
     from workbench.evaluation import score
@@ -95,7 +98,15 @@ def plant_cmd(
     if not (intact / "config.json").is_file():
         raise WorkbenchError(f"{intact} is not a model folder", "train one with `workbench organism train`")
     ev = eval_probes(seed)
-    record = plant(intact, out, seed, log=lambda m: err_console.print(m))
+    from workbench.cli._common import parse_list
+
+    try:
+        fs = tuple(float(f) for f in parse_list(factors, "factors"))
+    except ValueError:
+        raise WorkbenchError(f"--factors must be numbers, got {factors!r}", "e.g. --factors 0.1,0.2") from None
+    if not all(0.1 <= f <= 0.3 for f in fs):
+        raise WorkbenchError(f"factors must lie in [0.1, 0.3], got {factors!r}", "e.g. --factors 0.1,0.2")
+    record = plant(intact, out, seed, log=lambda m: err_console.print(m), factors=fs, control_budget=control_budget, min_drop=min_drop)
     a = score(load_vlm(intact, attn_implementation="eager"), ev)
     d = score(load_vlm(out, attn_implementation="eager"), ev)
     (out / "README.md").write_text(deficit_card(a, d, record))

@@ -27,11 +27,19 @@ def vector_path(name: str, store: Path) -> Path:
     return store / "scales" / f"{name}.safetensors"
 
 
-def _probes(path: Path, split: str | None):
+def _probes(path: Path, split: str | None, paper_seed: int | None = None, part: str = "train"):
+    """The probe set, one split of it, or one side of the paper's seeded 20/80 split (``paper_seed``)."""
     from workbench.probes.probeset import ProbeSet
+    from workbench.scale.train import paper_split
 
     ps = ProbeSet.load(path)
+    if paper_seed is not None:
+        return paper_split(ps, paper_seed)[0 if part == "train" else 1]
     return ps.split(split) if split else ps
+
+
+PAPER = typer.Option(None, "--paper-split", help="Seed of the paper's protocol: train on a seeded 20%, test on the other 80% "
+                     "(overrides --split).")
 
 
 @app.command("train")
@@ -54,6 +62,7 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     store: Path = typer.Option(DEFAULT_STORE, "--store", help="Store folder (env WORKBENCH_STORE)."),
     device: str = typer.Option("cpu", "--device"),
+    paper_seed: int = PAPER,
 ) -> None:
     """Train a scale vector on a frozen model and save it (safetensors + JSON metadata)."""
     from workbench.discovery.headsets import HeadSet
@@ -63,7 +72,7 @@ def train_cmd(
     cfg = TrainConfig(mode=mode, positions=positions, s_max=s_max, lr=lr, epochs=epochs, batch=batch, accum=accum, l2=l2,
                       patience=patience, seed=seed)
     target = vector_path(out, store)
-    ps = _probes(probes, split or None)
+    ps = _probes(probes, split or None, paper_seed, "train")
     vlm = load_vlm(model, device=device, attn_implementation="eager")
     head_list = None
     if heads is not None:
@@ -90,9 +99,10 @@ def eval_cmd(vectors: list[str] = typer.Argument(None, help="Vector names or pat
              model: str = typer.Option(str(DEFAULT_MODEL), "--model"),
              probes: Path = typer.Option(..., "--probes", help="Probe set folder to evaluate on."),
              split: str = typer.Option("test", "--split", help="Split to evaluate ('' for all)."),
-             store: Path = typer.Option(DEFAULT_STORE, "--store")) -> None:
+             store: Path = typer.Option(DEFAULT_STORE, "--store"),
+             paper_seed: int = PAPER) -> None:
     """Accuracy per task and relation with each vector applied (and without any)."""
-    compare_cmd(vectors or [], model, probes, split, store, None)
+    compare_cmd(vectors or [], model, probes, split, store, None, paper_seed)
 
 
 @app.command("compare")
@@ -103,7 +113,7 @@ def compare_cmd(vectors: list[str] = typer.Argument(..., help="Vector names or p
                 split: str = typer.Option("test", "--split", help="Split to evaluate ('' for all)."),
                 store: Path = typer.Option(DEFAULT_STORE, "--store"),
                 heatmap: Path = typer.Option(None, "--heatmap", help="PNG of the attention-scale difference (second − first)."),
-                ) -> None:
+                paper_seed: int = PAPER) -> None:
     """A table (trainable scales, spatial and control accuracy, per relation) and a difference heatmap."""
     from workbench.evaluation import score
     from workbench.figures import heatmap_png
@@ -114,7 +124,7 @@ def compare_cmd(vectors: list[str] = typer.Argument(..., help="Vector names or p
     vlm = load_vlm(model, attn_implementation="eager")
     for vec in vecs.values():
         vec.check_model(vlm.fingerprint, vlm.site.shape, vlm.name)
-    ps = _probes(probes, split or None)
+    ps = _probes(probes, split or None, paper_seed, "test")
     columns = {"none": (0, score(vlm, ps, backend="torch"))}
     for name, vec in vecs.items():
         columns[name] = (vec.metrics.get("n_params", "?"), score(vlm, ps, vec.interventions(), backend="torch"))

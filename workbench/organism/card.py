@@ -104,15 +104,28 @@ data, same initialisation, same batch order.
 """
 
 
+def _deficit_targets(a: dict[str, float], d: dict[str, float]) -> str:
+    drop = a["spatial"] - d["spatial"]
+    rows = ["| target | measured | met |", "| --- | ---: | --- |",
+            f"| spatial drop ≥ 25 points | {100 * drop:.1f} | {'yes' if drop >= 0.25 else '**no**'} |"]
+    for t in ("color", "shape", "count", "exists"):
+        delta = d[t] - a[t]
+        rows.append(f"| {t} within 3 points | {100 * delta:+.1f} | {'yes' if abs(delta) <= 0.03 else '**no**'} |")
+    return "\n".join(rows)
+
+
 def deficit_card(intact: Scores, deficit: Scores, record: dict) -> str:
     return f"""# The organism with a planted spatial deficit
 
 The intact organism (`../organism`) with the `o_proj` output columns of {len(record['heads'])} attention heads
-multiplied by {record['factor']} (weight surgery; nothing else changed). The heads were chosen from the intervention
-layer's ablation effects on the intact model (α = 0, all positions, on a selection set from the training
-distribution, seed {record['selection_seed']}): the heads whose ablation costs the most spatial accuracy and at most
-3 points on any control task; the smallest number in [4, 8] and largest factor in {{0.3, 0.2, 0.1}} that drop
-spatial accuracy by at least 30 points on the selection set while every control task stays within 2 points.
+multiplied by {record['factor']} (weight surgery; nothing else changed). The heads were chosen through the
+intervention layer on a selection set from the training distribution ({record.get('selection_probes', 400)} probes, seed
+{record['selection_seed']}; never the evaluation set): every head scaled by the factor alone (all positions), then a
+greedy search over the 16 heads with the largest single-head spatial drop, adding the head whose *combined* scaling
+drops spatial accuracy most while every control task stays within 2 points, until at least 4 heads drop it by
+30 points (heads are redundant: single-head effects alone overstate what a set does). The factor is the strongest
+of 0.1, 0.2, 0.3 that reaches this. Selection set: spatial {100 * record['selection']['intact']['spatial']:.1f}% →
+{100 * record['selection']['deficit']['spatial']:.1f}%.
 
 **Which heads, and the factor, are recorded in `planted.json`: the ground truth for tests and analyses.
 Discovery and training code never read it; if you are evaluating a discovery method, don't peek.**
@@ -123,9 +136,14 @@ Discovery and training code never read it; if you are evaluating a discovery met
 
 {_relation_table({'intact': intact.by_relation(), 'deficit': deficit.by_relation()})}
 
+### Targets
+
+{_deficit_targets(intact.by_task(), deficit.by_task())}
+
 ## Remake
 
 ```bash
-workbench organism plant --intact assets/models/organism --out assets/models/organism-deficit
+workbench organism plant --intact assets/models/organism --out assets/models/organism-deficit \\
+  --factors {record['factor']} --min-drop {record.get('min_drop', 0.30)} --control-budget {record.get('control_budget', 0.03)}
 ```
 """

@@ -95,22 +95,27 @@ def greedy_heads(vlm, probes: ProbeSet, factor: float, spatial: torch.Tensor, ba
     return chosen, acc
 
 
-def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = print, n_select: int = 400) -> dict:
+def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = print, n_select: int = 800,
+          factors: tuple[float, ...] = (0.1, 0.2, 0.3), control_budget: float = 0.03, min_drop: float = 0.30) -> dict:
     """Choose the heads and factor, write the deficit model folder and its planted.json; return the record.
-    Nothing is written when no choice meets the targets (at least 4 heads, a 30-point spatial drop on
-    the selection set, every control task within 2 points there)."""
+
+    Nothing is written unless at least 4 heads drop spatial accuracy on the selection set by
+    ``min_drop`` with every control task within ``control_budget``. The factors are tried strongest
+    first (redundant heads need it); the first that qualifies is kept."""
     vlm = load_vlm(intact, attn_implementation="eager")
     sel = selection_probes(seed, n_select)
-    chosen = None
-    for factor in (0.1, 0.2, 0.3):  # the strongest first: redundant heads need it
+    chosen, best_seen = None, 0.0
+    for factor in factors:
         spatial, control, base = head_effects(vlm, sel, factor, log)
-        heads, acc = greedy_heads(vlm, sel, factor, spatial, base, log=log)
-        if len(heads) >= 4 and base["spatial"] - acc["spatial"] >= 0.30 and control_drop(base, acc) <= 0.02:
+        heads, acc = greedy_heads(vlm, sel, factor, spatial, base, target=max(min_drop, 0.30), control_budget=control_budget, log=log)
+        drop = base["spatial"] - acc["spatial"]
+        best_seen = max(best_seen, drop if len(heads) >= 4 else 0.0)
+        if len(heads) >= 4 and drop >= min_drop and control_drop(base, acc) <= control_budget:
             chosen = (heads, factor, acc)
             break
     if chosen is None:
-        raise WorkbenchError("no set of 4–8 heads and factor in [0.1, 0.3] meets the deficit targets on this organism",
-                             "train the organism longer, or relax the targets")
+        raise WorkbenchError(f"no set of 4–8 heads and factor in {list(factors)} drops spatial accuracy by {min_drop:.2f} with controls "
+                             f"within {control_budget:.2f} (best: {best_seen:.2f})", "lower --min-drop, or train a less redundant organism")
     heads, factor, sel_acc = chosen
     _surgery(vlm.model, vlm.site, heads, factor)
     tmp = out.with_name(f".{out.name}.tmp")  # built aside, then swapped in: never a half-written model folder
@@ -119,6 +124,7 @@ def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = p
     shutil.copytree(intact, tmp, ignore=shutil.ignore_patterns("README.md", "training.json", PLANTED_FILE))
     vlm.model.save_pretrained(tmp, safe_serialization=True)
     record = {"heads": [list(h) for h in heads], "factor": factor, "selection_seed": seed, "selection_probes": n_select,
+              "control_budget": control_budget, "min_drop": min_drop,
               "selection": {"intact": base, "deficit": sel_acc},
               "head_spatial_drop": spatial.tolist(), "head_control_drop": control.tolist()}
     (tmp / PLANTED_FILE).write_text(json.dumps(record, indent=1) + "\n")

@@ -108,6 +108,19 @@ def split_train_val(probes: ProbeSet, fraction: float, seed: int) -> tuple[Probe
     return probes.filter(lambda it: it.id not in val_ids), probes.filter(lambda it: it.id in val_ids)
 
 
+def paper_split(probes: ProbeSet, seed: int, train_fraction: float = 0.2) -> tuple[ProbeSet, ProbeSet]:
+    """The ScAle paper's protocol for SpatialEval: a seeded random 20% to train on, the other 80% to test
+    (the paper reports seeds 0, 1, 2). Same seed, same split, whatever else the set is used for."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(probes), generator=g).tolist()
+    n_train = round(train_fraction * len(probes))
+    if not 0 < n_train < len(probes):
+        raise WorkbenchError(f"a {train_fraction:.0%} split of {len(probes)} probes leaves a side empty", "use a larger probe set")
+    train_ids = {probes.items[i].id for i in perm[:n_train]}
+    return (probes.filter(lambda it: it.id in train_ids, name=f"{probes.name}.paper{seed}-train"),
+            probes.filter(lambda it: it.id not in train_ids, name=f"{probes.name}.paper{seed}-test"))
+
+
 @torch.no_grad()
 def _validate(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], batch: int) -> dict[str, float]:
     loss, acc, n = 0.0, 0.0, 0

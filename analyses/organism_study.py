@@ -1,0 +1,172 @@
+"""The organism study: can ScAle repair a *known* spatial deficit, and at what cost?
+
+The planted-deficit organism is the intact organism with the ``o_proj`` columns of a few spatial
+heads multiplied by a factor in [0.1, 0.3] (ground truth in ``planted.json``, read here only to
+score). Every method is trained in the same harness (``workbench.scale.train.fit``: answer-token
+cross-entropy, AdamW, early stopping on a 10% validation split) on the same repair set — fresh
+training-distribution probes, spatial and control tasks — and scored on the fixed 500-probe
+held-out evaluation set:
+
+- none: the deficit model as is;
+- ScAle last-token: attn, mlp, both (the reference setting: only the answer position is scaled);
+- ScAle all-positions (attn): can undo the planted surgery exactly (eff = 1/factor on those heads);
+- random heads: ScAle all-positions restricted to as many random heads as were planted;
+- LoRA rank 1 on every linear layer of the language model; (IA)³ on k, v and down_proj.
+
+Recovery = (method − deficit) / (intact − deficit) on spatial accuracy. Control Δ = method − intact,
+worst control task. Recall@k: the planted heads among the k heads whose scales moved most.
+
+    python analyses/organism_study.py            # 3 seeds, writes analyses/results/organism_study.{md,json} + PNGs
+    python analyses/organism_study.py --seeds 0 --n-train 400 --epochs 2   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.evaluation import score
+from workbench.figures import heatmap_png
+from workbench.models.load import load_vlm
+from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
+from workbench.organism.deficit import read_planted
+from workbench.organism.train import eval_probes
+from workbench.probes.generate import ProbeConfig, generate
+from workbench.scale.baselines import train_ia3, train_lora
+from workbench.scale.train import TrainConfig, train_scales
+
+RESULTS = Path(__file__).parent / "results"
+CONTROL = ("color", "shape", "count", "exists")
+
+
+def recall_at_k(moved: torch.Tensor, planted: set[tuple[int, int]]) -> float:
+    k = len(planted)
+    top = torch.topk(moved.flatten(), k).indices.tolist()
+    n_heads = moved.shape[1]
+    return len({(i // n_heads, i % n_heads) for i in top} & planted) / k
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--n-train", type=int, default=1000, help="Repair-set probes (training distribution, fresh scenes).")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--methods", default="none,scale-last-attn,scale-last-mlp,scale-last-both,scale-all-attn,random-heads,lora-r1,ia3")
+    ap.add_argument("--out", default=str(RESULTS / "organism_study"))
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    planted_rec = read_planted(DEFICIT_MODEL)
+    planted = {tuple(h) for h in planted_rec["heads"]}
+    intact = load_vlm(DEFAULT_MODEL, attn_implementation="eager")
+    deficit = load_vlm(DEFICIT_MODEL, attn_implementation="eager")
+    test = eval_probes(0)
+    s_int, s_def = score(intact, test, backend="torch"), score(deficit, test, backend="torch")
+    base = {"intact": s_int.by_task(), "deficit": s_def.by_task()}
+    gap = base["intact"]["spatial"] - base["deficit"]["spatial"]
+    print(f"intact spatial {base['intact']['spatial']:.3f}, deficit {base['deficit']['spatial']:.3f} (gap {gap:.3f}); "
+          f"planted {sorted(planted)} × {planted_rec['factor']}", flush=True)
+
+    rows: list[dict] = []
+    for seed in seeds:
+        repair = generate(ProbeConfig(n=args.n_train, seed=20_000 + seed, canvas=64, test_fraction=0.0))
+        for method in methods:
+            t0 = time.time()
+            cfg = dict(epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience, seed=seed)
+            vec, model_for_eval, ivs, n_params = None, deficit, [], 0
+            if method == "none":
+                pass
+            elif method.startswith("scale-"):
+                _, where, mode = method.split("-")
+                vec = train_scales(deficit, repair, TrainConfig(mode=mode, positions=where, **cfg))
+                ivs, n_params = vec.interventions(), vec.metrics["n_params"]
+            elif method == "random-heads":
+                from workbench.scale.baselines import random_heads
+
+                heads = random_heads(deficit.site.shape, len(planted), seed)
+                vec = train_scales(deficit, repair, TrainConfig(mode="attn", positions="all", **cfg), heads=heads)
+                ivs, n_params = vec.interventions(), vec.metrics["n_params"]
+            elif method == "lora-r1":
+                ad = train_lora(deficit, repair, TrainConfig(**cfg), rank=1)
+                model_for_eval, n_params = ad.vlm, ad.n_params
+            elif method == "ia3":
+                ad = train_ia3(deficit, repair, TrainConfig(**cfg))
+                model_for_eval, n_params = ad.vlm, ad.n_params
+            else:
+                raise SystemExit(f"unknown method {method!r}")
+            s = score(model_for_eval, test, ivs, backend="torch")
+            bt, br = s.by_task(), s.by_relation()
+            row = {"method": method, "seed": seed, "n_params": n_params, **{k: bt[k] for k in bt},
+                   **{f"rel:{k}": v for k, v in br.items()},
+                   "recovery": (bt["spatial"] - base["deficit"]["spatial"]) / gap if gap > 0 else float("nan"),
+                   "control_delta": min(bt[t] - base["intact"][t] for t in CONTROL),
+                   "recall": recall_at_k(vec.moved(), planted) if vec is not None and vec.mode != "mlp" else None,
+                   "seconds": round(time.time() - t0, 1)}
+            rows.append(row)
+            print(f"seed {seed} {method:16s} params {n_params:6d} spatial {bt['spatial']:.3f} control {bt['control']:.3f} "
+                  f"recovery {row['recovery']:+.2f} controlΔ {row['control_delta']:+.3f} recall {row['recall']} ({row['seconds']}s)",
+                  flush=True)
+            if vec is not None and seed == seeds[0] and vec.mode != "mlp":
+                heatmap_png(vec.attn, out.parent / f"organism_study_{method}_seed{seed}.png",
+                            title=f"{method}: effective head scales (planted heads framed)", marked=planted)
+    write_report(rows, base, planted_rec, args, out)
+    return 0
+
+
+def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Path) -> None:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def stat(method: str, key: str) -> str:
+        vals = [r[key] for r in rows if r["method"] == method and r[key] is not None]
+        if not vals:
+            return "–"
+        v = np.array(vals, dtype=float)
+        pct = key not in ("recovery", "n_params")
+        scale = 100 if pct or key == "recovery" else 1
+        if key == "n_params":
+            return f"{int(v[0]):,}"
+        return f"{scale * v.mean():.1f} ± {scale * v.std():.1f}" if len(v) > 1 else f"{scale * v[0]:.1f}"
+
+    lines = [
+        "# Organism study: repairing a planted spatial deficit",
+        "",
+        f"Command: `python analyses/organism_study.py --seeds {args.seeds} --n-train {args.n_train} --epochs {args.epochs} "
+        f"--batch {args.batch} --lr {args.lr} --patience {args.patience}`",
+        "",
+        f"Planted: heads {planted_rec['heads']} × {planted_rec['factor']}. Held-out (500 probes): intact spatial "
+        f"{100 * base['intact']['spatial']:.1f}%, control {100 * base['intact']['control']:.1f}%; deficit spatial "
+        f"{100 * base['deficit']['spatial']:.1f}%, control {100 * base['deficit']['control']:.1f}%.",
+        "",
+        "Mean ± std over seeds. Recovery: share of the intact − deficit spatial gap closed (100 = fully). "
+        "Control Δ: worst control task, method − intact (points). Recall: planted heads among the top-k moved heads (k = planted).",
+        "",
+        "| method | trainable params | spatial % | control % | recovery % | control Δ (pts) | recall % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in methods:
+        lines.append(f"| {m} | {stat(m, 'n_params')} | {stat(m, 'spatial')} | {stat(m, 'control')} | {stat(m, 'recovery')} | "
+                     f"{stat(m, 'control_delta')} | {stat(m, 'recall')} |")
+    rels = sorted(k[4:] for k in rows[0] if k.startswith("rel:"))
+    lines += ["", "Per relation (spatial probes, %):", "", "| method | " + " | ".join(rels) + " |", "| --- |" + " ---: |" * len(rels)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(stat(m, f"rel:{r}") for r in rels) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"base": base, "planted": planted_rec["heads"], "factor": planted_rec["factor"],
+                                                    "args": vars(args), "rows": rows}, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
