@@ -118,9 +118,11 @@ def main() -> int:
             print(f"seed {seed} {method:16s} params {n_params:6d} spatial {bt['spatial']:.3f} control {bt['control']:.3f} "
                   f"recovery {row['recovery']:+.2f} controlΔ {row['control_delta']:+.3f} recall {row['recall']} ({row['seconds']}s)",
                   flush=True)
+            if vec is not None and seed == seeds[0]:
+                vec.save(out.parent / "vectors" / f"{method}_seed{seed}")
             if vec is not None and seed == seeds[0] and vec.mode != "mlp":
                 heatmap_png(vec.attn, out.parent / f"organism_study_{method}_seed{seed}.png",
-                            title=f"{method}: effective head scales (planted heads framed)", marked=planted)
+                            title=f"{method}: effective head scales (planted heads framed)", marked=planted, center=1.0)
     write_report(rows, base, planted_rec, args, out)
     return 0
 

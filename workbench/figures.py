@@ -29,17 +29,20 @@ def _colour(v: float, scale: float, diverging: bool) -> tuple[int, int, int]:
 
 
 def heatmap_png(values: torch.Tensor | np.ndarray, path: str | os.PathLike, title: str = "", cell: int = 44,
-                marked: set[tuple[int, int]] | None = None) -> Path:
-    """Write ``values [layer, head]`` as a PNG heatmap; cells in ``marked`` get a black frame."""
+                marked: set[tuple[int, int]] | None = None, center: float = 0.0) -> Path:
+    """Write ``values [layer, head]`` as a PNG heatmap; cells in ``marked`` get a black frame.
+    Colours show ``value − center`` (``center=1`` for scale vectors: 1 is white, the identity)."""
     v = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
     if v.ndim == 1:
         v = v[:, None]
     n_layers, n_heads = v.shape
-    diverging = bool((v < 0).any())
-    scale = float(np.nanmax(np.abs(v))) if v.size else 0.0
+    shifted = v - center
+    diverging = bool((shifted < 0).any())
+    scale = float(np.nanmax(np.abs(shifted))) if v.size else 0.0
     font = ImageFont.load_default(size=max(9, cell // 4))
     left, top = 70, 44 if title else 24
-    img = Image.new("RGB", (left + n_heads * cell + 10, top + n_layers * cell + 30), "white")
+    width = max(left + n_heads * cell + 10, left + 8 * len(title) + 10)
+    img = Image.new("RGB", (width, top + n_layers * cell + 30), "white")
     d = ImageDraw.Draw(img)
     if title:
         d.text((left, 6), title, fill="black", font=ImageFont.load_default(size=14))
@@ -49,10 +52,11 @@ def heatmap_png(values: torch.Tensor | np.ndarray, path: str | os.PathLike, titl
         d.text((8, top + layer * cell + cell // 3), f"L{layer}", fill="black", font=font)
         for h in range(n_heads):
             x0, y0 = left + h * cell, top + layer * cell
-            d.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=_colour(float(v[layer, h]), scale, diverging),
+            d.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=_colour(float(shifted[layer, h]), scale, diverging),
                         outline="black" if marked and (layer, h) in marked else "white", width=3 if marked and (layer, h) in marked else 1)
             d.text((x0 + 3, y0 + cell // 3), f"{v[layer, h]:.2f}", fill="black", font=font)
-    d.text((left, top + n_layers * cell + 8), f"scale ±{scale:.3g}" if diverging else f"max {scale:.3g}", fill="black", font=font)
+    legend = (f"colour: value - {center:g}, " if center else "colour: ") + (f"±{scale:.3g} (blue < 0 < red)" if diverging else f"0 to {scale:.3g}")
+    d.text((left, top + n_layers * cell + 8), legend, fill="black", font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
