@@ -102,9 +102,13 @@ def test_deficit_is_exactly_the_planted_surgery():
     assert a.keys() == d.keys()
     config = json.loads((DEFAULT_MODEL / "config.json").read_text())["text_config"]
     hd = config["head_dim"]
+    def okey(layer):  # the checkpoint's own key naming (transformers may save the legacy layout)
+        (key,) = [k for k in a if "language_model" in k and k.endswith(f"layers.{layer}.self_attn.o_proj.weight")]
+        return key
+
     changed = set()
     for layer, head in planted["heads"]:
-        key = f"model.language_model.layers.{layer}.self_attn.o_proj.weight"
+        key = okey(layer)
         cols = slice(head * hd, (head + 1) * hd)
         assert torch.allclose(d[key][:, cols], a[key][:, cols] * planted["factor"], rtol=1e-6, atol=0)
         changed.add(key)
@@ -112,7 +116,7 @@ def test_deficit_is_exactly_the_planted_surgery():
         if key in changed:
             mask = torch.ones(a[key].shape[1], dtype=torch.bool)
             for layer, head in planted["heads"]:
-                if key == f"model.language_model.layers.{layer}.self_attn.o_proj.weight":
+                if key == okey(layer):
                     mask[head * hd:(head + 1) * hd] = False
             assert torch.equal(a[key][:, mask], d[key][:, mask])
         else:
