@@ -34,7 +34,7 @@ def test_train_eval_compare_export_import(llava_folder, probe_folder, tmp_path):
     assert len(a.metrics["history"]) == 1 and a.metrics["config"]["lr"] == 0.05
     r = run("scale", "compare", "a", "b", *common, "--split", "", "--heatmap", tmp_path / "diff.png")
     assert r.exit_code == 0, r.output
-    assert "none" in r.output and "spatial" in r.output and (tmp_path / "diff.png").stat().st_size > 1000
+    assert "none" in r.output and "spatial 95% CI" in r.output and (tmp_path / "diff.png").stat().st_size > 1000
     r = run("scale", "eval", "a", *common, "--split", "")
     assert r.exit_code == 0 and "a" in r.output
     r = run("scale", "export", "a", "--npy", tmp_path / "npy", "--store", store)

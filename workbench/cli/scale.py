@@ -129,11 +129,11 @@ def compare_cmd(vectors: list[str] = typer.Argument(..., help="Vector names or p
     for name, vec in vecs.items():
         columns[name] = (vec.metrics.get("n_params", "?"), score(vlm, ps, vec.interventions(), backend="torch"))
     rels = sorted({r for _, s in columns.values() for r in s.by_relation()})
-    t = Table("vector", "scales", "spatial", "control", *rels, title=f"accuracy on {ps.name} ({len(ps)} probes)")
+    t = Table("vector", "scales", "spatial", "spatial 95% CI", "control", *rels, title=f"accuracy on {ps.name} ({len(ps)} probes)")
     for name, (n, s) in columns.items():
         bt, br = s.by_task(), s.by_relation()
-        t.add_row(name, str(n), *(f"{100 * bt[k]:.1f}%" if k in bt else "–" for k in ("spatial", "control")),
-                  *(f"{100 * br[r]:.1f}%" for r in rels))
+        t.add_row(name, str(n), f"{100 * bt['spatial']:.1f}%" if "spatial" in bt else "–", _spatial_ci(s),
+                  f"{100 * bt['control']:.1f}%" if "control" in bt else "–", *(f"{100 * br[r]:.1f}%" for r in rels))
     console.print(t)
     if heatmap is not None:
         if len(vecs) < 2:
@@ -141,6 +141,19 @@ def compare_cmd(vectors: list[str] = typer.Argument(..., help="Vector names or p
         (a, va), (b, vb) = list(vecs.items())[:2]
         heatmap_png(vb.attn - va.attn, heatmap, title=f"attention scale: {b} − {a}")
         console.print(f"wrote [green]{heatmap}[/]")
+
+
+def _spatial_ci(scores) -> str:
+    """Bootstrap 95% interval (1,000 resamples, seeded) of spatial accuracy over the probes."""
+    import torch
+
+    from workbench.sweeps.aggregate import bootstrap_ci
+
+    mask = torch.tensor([f == "spatial" for f in scores.families])
+    if not mask.any():
+        return "–"
+    low, high = bootstrap_ci(scores.accuracy[mask].float()[:, None])  # [probe, 1]: one statistic
+    return f"{100 * float(low[0]):.1f}–{100 * float(high[0]):.1f}"
 
 
 @app.command("export")
