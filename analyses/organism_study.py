@@ -11,6 +11,8 @@ held-out evaluation set:
 - ScAle last-token: attn, mlp, both (the reference setting: only the answer position is scaled);
 - ScAle all-positions (attn): can undo the planted surgery exactly (eff = 1/factor on those heads);
 - random heads: ScAle all-positions restricted to as many random heads as were planted;
+- sweep heads (``--methods sweep-heads``): the same, restricted to the heads an exact ablation sweep
+  of the deficit model ranks highest (a discovered head set, found without the ground truth);
 - LoRA rank 1 on every linear layer of the language model; (IA)³ on k, v and down_proj.
 
 Recovery = (method − deficit) / (intact − deficit) on spatial accuracy. Control Δ = method − intact,
@@ -50,6 +52,19 @@ def recall_at_k(moved: torch.Tensor, planted: set[tuple[int, int]]) -> float:
     top = torch.topk(moved.flatten(), k).indices.tolist()
     n_heads = moved.shape[1]
     return len({(i // n_heads, i % n_heads) for i in top} & planted) / k
+
+
+def sweep_heads(vlm, k: int) -> list[tuple[int, int]]:
+    """A discovered head set without peeking: the k heads whose ablation (exact last-token sweep on
+    400 relation probes, from the effect store) lowers the deficit model's logit difference most."""
+    from workbench.discovery.headsets import top_heads
+    from workbench.store.effects import EffectStore
+    from workbench.sweeps.engine import SweepSpec
+    from workbench.sweeps.run import sweep
+
+    spatial = generate(ProbeConfig(n=400, seed=30_000, canvas=64, test_fraction=0.0, tasks=("relation",)))
+    effects = sweep(vlm, spatial, SweepSpec(alphas=(0.0,)), EffectStore(RESULTS / ".store"), log=lambda m: None).values[:, 0].mean(0)
+    return list(top_heads(-effects, k, vlm.name, vlm.fingerprint, "sweep").heads)
 
 
 def main() -> int:
@@ -96,6 +111,10 @@ def main() -> int:
                 from workbench.scale.baselines import random_heads
 
                 heads = random_heads(deficit.site.shape, len(planted), seed)
+                vec = train_scales(deficit, repair, TrainConfig(mode="attn", positions="all", **cfg), heads=heads)
+                ivs, n_params = vec.interventions(), vec.metrics["n_params"]
+            elif method == "sweep-heads":
+                heads = sweep_heads(deficit, len(planted))
                 vec = train_scales(deficit, repair, TrainConfig(mode="attn", positions="all", **cfg), heads=heads)
                 ivs, n_params = vec.interventions(), vec.metrics["n_params"]
             elif method == "lora-r1":
@@ -145,7 +164,9 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Pat
         "# Organism study: repairing a planted spatial deficit",
         "",
         f"Command: `python analyses/organism_study.py --seeds {args.seeds} --n-train {args.n_train} --epochs {args.epochs} "
-        f"--batch {args.batch} --lr {args.lr} --patience {args.patience}`",
+        f"--batch {args.batch} --lr {args.lr} --patience {args.patience}"
+        + (f" --methods {args.methods} --out {Path(args.out).relative_to(Path.cwd()) if Path(args.out).is_absolute() else args.out}"
+           if args.out != str(RESULTS / "organism_study") else "") + "`",
         "",
         f"Planted: heads {planted_rec['heads']} × {planted_rec['factor']}. Held-out (500 probes): intact spatial "
         f"{100 * base['intact']['spatial']:.1f}%, control {100 * base['intact']['control']:.1f}%; deficit spatial "
