@@ -35,14 +35,17 @@ def friendly(fn: F) -> F:
 
 @contextmanager
 def progress_bar(description: str, total: int):
-    """A rich progress bar with count, elapsed time and ETA; yields ``advance(k=1, total=None)``."""
+    """A rich progress bar with count, elapsed time and ETA; yields ``advance(k=1, total=None, status=None)``
+    (``status`` replaces the text after the description, e.g. the running loss)."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False) as prog:
         task = prog.add_task(description, total=total)
 
-        def advance(k: int = 1, total: int | None = None) -> None:
+        def advance(k: int = 1, total: int | None = None, status: str | None = None) -> None:
             if total is not None:
                 prog.update(task, total=total)
+            if status is not None:
+                prog.update(task, description=f"{description} {status}")
             prog.advance(task, k)
 
         yield advance

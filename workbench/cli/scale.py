@@ -82,8 +82,7 @@ def train_cmd(
     with progress_bar(f"training ({mode}, {positions})", 1) as advance:
         def progress(p: dict) -> None:
             if p["kind"] == "step":
-                advance(0, p["steps"] * epochs)
-                advance(1)
+                advance(1, p["steps"] * epochs, f"epoch {p['epoch']}  loss {p['loss']:.3f}  acc {100 * p['accuracy']:.1f}%")
             else:
                 err_console.print(f"epoch {p['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in p.items() if k not in ("kind", "epoch")))
 
