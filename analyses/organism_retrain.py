@@ -26,10 +26,10 @@ def train_one(args: argparse.Namespace) -> None:
     cfg = OrganismConfig(seed=args.seed, **{k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("steps", args.steps),
                                                                ("n_train", args.n_train)) if v is not None})
     out = Path(args.out) / args.name
-    log = open(Path(args.out) / f"{args.name}.log", "a", buffering=1)
-    summary = train(cfg, out, device=args.device, log=lambda m: print(m, file=log),
-                    checkpoint=Path(args.out) / f"{args.name}.ckpt")
-    print(json.dumps(summary["eval"]), file=log)
+    with open(Path(args.out) / f"{args.name}.log", "a", buffering=1) as log:
+        summary = train(cfg, out, device=args.device, log=lambda m: print(m, file=log),
+                        checkpoint=Path(args.out) / f"{args.name}.ckpt")
+        print(json.dumps(summary["eval"]), file=log)
 
 
 def table(folders: list[str]) -> int:

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from workbench.discovery.headsets import recall_at_k, top_heads
 from workbench.evaluation import score
 from workbench.figures import heatmap_png
 from workbench.models.load import load_vlm
@@ -40,24 +40,21 @@ from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
 from workbench.organism.deficit import read_planted
 from workbench.organism.train import eval_probes
 from workbench.probes.generate import ProbeConfig, generate
-from workbench.scale.baselines import train_ia3, train_lora
+from workbench.scale.baselines import train_ia3, train_lora, train_random_heads
 from workbench.scale.train import TrainConfig, train_scales
 
 RESULTS = Path(__file__).parent / "results"
 CONTROL = ("color", "shape", "count", "exists")
 
 
-def recall_at_k(moved: torch.Tensor, planted: set[tuple[int, int]]) -> float:
-    k = len(planted)
-    top = torch.topk(moved.flatten(), k).indices.tolist()
-    n_heads = moved.shape[1]
-    return len({(i // n_heads, i % n_heads) for i in top} & planted) / k
+def recall(vec, planted: set[tuple[int, int]]) -> float:
+    """Planted heads among the k heads the vector moved most (k = number planted)."""
+    return recall_at_k(top_heads(vec.moved(), len(planted), vec.model, vec.model_fingerprint, "scale"), list(planted))
 
 
 def sweep_heads(vlm, k: int) -> list[tuple[int, int]]:
     """A discovered head set without peeking: the k heads whose ablation (exact last-token sweep on
     400 relation probes, from the effect store) lowers the deficit model's logit difference most."""
-    from workbench.discovery.headsets import top_heads
     from workbench.store.effects import EffectStore
     from workbench.sweeps.engine import SweepSpec
     from workbench.sweeps.run import sweep
@@ -108,10 +105,7 @@ def main() -> int:
                 vec = train_scales(deficit, repair, TrainConfig(mode=mode, positions=where, **cfg))
                 ivs, n_params = vec.interventions(), vec.metrics["n_params"]
             elif method == "random-heads":
-                from workbench.scale.baselines import random_heads
-
-                heads = random_heads(deficit.site.shape, len(planted), seed)
-                vec = train_scales(deficit, repair, TrainConfig(mode="attn", positions="all", **cfg), heads=heads)
+                vec = train_random_heads(deficit, repair, len(planted), TrainConfig(positions="all", **cfg))
                 ivs, n_params = vec.interventions(), vec.metrics["n_params"]
             elif method == "sweep-heads":
                 heads = sweep_heads(deficit, len(planted))
@@ -131,7 +125,7 @@ def main() -> int:
                    **{f"rel:{k}": v for k, v in br.items()},
                    "recovery": (bt["spatial"] - base["deficit"]["spatial"]) / gap if gap > 0 else float("nan"),
                    "control_delta": min(bt[t] - base["intact"][t] for t in CONTROL),
-                   "recall": recall_at_k(vec.moved(), planted) if vec is not None and vec.mode != "mlp" else None,
+                   "recall": recall(vec, planted) if vec is not None and vec.mode != "mlp" else None,
                    "seconds": round(time.time() - t0, 1)}
             rows.append(row)
             print(f"seed {seed} {method:16s} params {n_params:6d} spatial {bt['spatial']:.3f} control {bt['control']:.3f} "

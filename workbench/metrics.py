@@ -29,6 +29,11 @@ def option_logits(logits: torch.Tensor, option_ids: torch.Tensor) -> torch.Tenso
     return picked.masked_fill(option_ids < 0, float("-inf"))
 
 
+def answer_token(option_ids: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    """``[batch]`` vocabulary id of each row's correct option (the target of the answer-token loss)."""
+    return option_ids.gather(1, answer[:, None])[:, 0]
+
+
 def logit_diff(logits: torch.Tensor, option_ids: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
     ol = option_logits(logits, option_ids)
     correct = ol.gather(1, answer[:, None])[:, 0]

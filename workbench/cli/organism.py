@@ -68,7 +68,7 @@ def finish(trained: Path, out: Path, summary: dict, command: str) -> None:
     seed = summary["config"]["seed"]
     vlm = load_vlm(trained, attn_implementation="eager")
     scores, fresh = score(vlm, eval_probes(seed)), score(vlm, fresh_probes(seed))
-    (trained / "README.md").write_text(intact_card(trained, summary, scores, command, fresh))
+    (trained / "README.md").write_text(intact_card(summary, scores, command, fresh))
     if out.exists():
         import shutil
 

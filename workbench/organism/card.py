@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from workbench.evaluation import Scores
 
 TASK_ORDER = ("relation", "verify", "color", "shape", "count", "exists", "spatial", "control", "all")
@@ -43,7 +41,7 @@ def _targets(scores: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-def intact_card(folder: Path, summary: dict, scores: Scores, retrain_command: str, fresh: Scores | None = None) -> str:
+def intact_card(summary: dict, scores: Scores, retrain_command: str, fresh: Scores | None = None) -> str:
     c = summary["config"]
     hidden = c["heads"] * c["head_dim"]
     n_img = (c["canvas"] // c["patch"]) ** 2

@@ -105,8 +105,9 @@ def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = p
     vlm = load_vlm(intact, attn_implementation="eager")
     sel = selection_probes(seed, n_select)
     chosen, best_seen = None, 0.0
+    base = score(vlm, sel, backend="torch").by_task()
     for factor in factors:
-        spatial, control, base = head_effects(vlm, sel, factor, log)
+        spatial, control, _ = head_effects(vlm, sel, factor, log, base)
         heads, acc = greedy_heads(vlm, sel, factor, spatial, base, target=max(min_drop, 0.30), control_budget=control_budget, log=log)
         drop = base["spatial"] - acc["spatial"]
         best_seen = max(best_seen, drop if len(heads) >= 4 else 0.0)

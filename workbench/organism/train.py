@@ -130,7 +130,7 @@ def encode(processor, probes: ProbeSet, check: int = 32) -> Encoded:
         option_ids[row, : len(it.options)] = torch.tensor(option_token_ids(tok, p, it.options))
     answer = torch.tensor([it.answer_index for it in probes])
     data = Encoded(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"], pixels=pixels, mean=mean, std=std,
-                   option_ids=option_ids, answer=answer, answer_token=option_ids.gather(1, answer[:, None])[:, 0],
+                   option_ids=option_ids, answer=answer, answer_token=metrics.answer_token(option_ids, answer),
                    tasks=[it.task for it in probes])
     _check_against_processor(ref, data, n)
     return data

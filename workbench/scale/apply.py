@@ -45,6 +45,6 @@ class ScaleHandle:
 def apply_scales(model: torch.nn.Module, vector: ScaleVector, check_fingerprint: bool = True) -> ScaleHandle:
     """Hook ``vector`` into ``model`` (a transformers VLM of a supported family) and return the handle."""
     site = resolve_site(model)
-    vector.check_model(fingerprint(model) if check_fingerprint else vector.model_fingerprint, site.shape,
+    vector.check_model(fingerprint(model) if check_fingerprint else None, site.shape,
                        getattr(model.config, "_name_or_path", None) or type(model).__name__)
     return ScaleHandle(register(model, site, vector.interventions()))

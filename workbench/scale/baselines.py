@@ -12,21 +12,27 @@ the ScAle paper's comparison; (IA)³ rescales keys, values and the MLP's down pr
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from workbench.errors import WorkbenchError
 from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
-from workbench.scale.train import TrainConfig, clone_model, fit, train_scales
+from workbench.scale.train import TrainConfig, fit, train_scales
 from workbench.scale.vector import ScaleVector
 
 LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 IA3_TARGETS = r".*language_model.*\.(k_proj|v_proj|down_proj)$"
 IA3_FEEDFORWARD = r".*language_model.*\.down_proj$"
+
+
+def clone_model(vlm: VLM) -> VLM:
+    """A deep copy of the model (for baselines that change modules), sharing nothing with ``vlm``."""
+    return VLM(model=copy.deepcopy(vlm.model), processor=vlm.processor, site=vlm.site, nn=None, name=vlm.name, source=vlm.source)
 
 
 @dataclass
@@ -87,5 +93,5 @@ def random_heads(shape: tuple[int, int], k: int, seed: int) -> list[tuple[int, i
 def train_random_heads(vlm: VLM, probes: ProbeSet, k: int, cfg: TrainConfig = TrainConfig(),
                        progress: Callable[[dict], None] | None = None) -> ScaleVector:
     """ScAle restricted to ``k`` random heads (attention only): the control for a discovered head set of size k."""
-    return train_scales(vlm, probes, TrainConfig(**{**cfg.__dict__, "mode": "attn"}), heads=random_heads(vlm.site.shape, k, cfg.seed),
+    return train_scales(vlm, probes, replace(cfg, mode="attn"), heads=random_heads(vlm.site.shape, k, cfg.seed),
                         progress=progress)

@@ -16,7 +16,6 @@ and the parameters, so baselines (:mod:`workbench.scale.baselines`) are trained 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -95,7 +94,7 @@ class ScaleParams(torch.nn.Module):
 
 def answer_tokens(batch: Batch) -> torch.Tensor:
     """Vocabulary id of each probe's correct option ``[batch]``."""
-    return batch.option_ids.gather(1, batch.answer[:, None])[:, 0]
+    return metrics.answer_token(batch.option_ids, batch.answer)
 
 
 def split_train_val(probes: ProbeSet, fraction: float, seed: int) -> tuple[ProbeSet, ProbeSet | None]:
@@ -147,7 +146,7 @@ def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], par
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch) / cfg.accum)
-    history, best, best_state, bad, reason = [], math.inf, None, 0, "epochs"
+    history, best, best_state, best_epoch, bad, reason = [], math.inf, None, 0, 0, "epochs"
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(train), generator=g).tolist()
         batches = [[train.items[i] for i in order[s:s + cfg.batch]] for s in range(0, len(order), cfg.batch)]
@@ -185,7 +184,7 @@ def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], par
             progress({"kind": "epoch", **point})
         score = point.get("val_loss", point["train_loss"])
         if score < best - 1e-6:
-            best, bad = score, 0
+            best, best_epoch, bad = score, epoch, 0
             best_state = [p.detach().clone() for p in params]
         else:
             bad += 1
@@ -196,7 +195,6 @@ def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], par
         with torch.no_grad():
             for p, s in zip(params, best_state):
                 p.copy_(s)
-    best_epoch = min(range(len(history)), key=lambda i: history[i].get("val_loss", history[i]["train_loss"])) + 1 if history else 0
     return {"history": history, "best_epoch": best_epoch, "stopped": reason}
 
 
@@ -229,7 +227,3 @@ def train_scales(vlm: VLM, probes: ProbeSet, cfg: TrainConfig = TrainConfig(), h
                        metrics={"n_params": scales.n_trainable(), **result, "config": asdict(cfg)},
                        extra={"heads": [list(h) for h in heads] if heads is not None else None})
 
-
-def clone_model(vlm: VLM) -> VLM:
-    """A deep copy of the model (for baselines that change modules), sharing nothing with ``vlm``."""
-    return VLM(model=copy.deepcopy(vlm.model), processor=vlm.processor, site=vlm.site, nn=None, name=vlm.name, source=vlm.source)

@@ -66,12 +66,13 @@ class ScaleVector:
         """The vector as interventions for any backend (both parts; an untrained part is all ones)."""
         return [HeadScale(self.attn.clone(), self.positions), MlpScale(self.mlp.clone(), self.positions)]
 
-    def check_model(self, fingerprint: str, shape: tuple[int, int], name: str = "this model") -> None:
-        """Refuse a vector made for another model (other weights, or other layer × head counts)."""
+    def check_model(self, fingerprint: str | None, shape: tuple[int, int], name: str = "this model") -> None:
+        """Refuse a vector made for another model (other weights, or other layer × head counts).
+        ``fingerprint=None`` checks the shape only."""
         if tuple(shape) != self.shape:
             raise WorkbenchError(f"this scale vector is [{self.shape[0]} layers × {self.shape[1]} heads] but {name} has "
                                  f"{shape[0]} × {shape[1]}", "train a vector on this model, or load the model it was made for")
-        if self.model_fingerprint and fingerprint != self.model_fingerprint:
+        if fingerprint is not None and self.model_fingerprint and fingerprint != self.model_fingerprint:
             raise WorkbenchError(f"this scale vector was trained on {self.model!r} (fingerprint {self.model_fingerprint[:12]}…), "
                                  f"not on {name} ({fingerprint[:12]}…)", "train a vector on this model, or load the model it was made for")
 
