@@ -16,3 +16,10 @@ class WorkbenchError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem} ({fix})")
+
+
+class Cancelled(Exception):
+    """Raised between units of work (a sweep chunk, an optimizer step) when a job was asked to stop.
+
+    Everything written before it is whole (atomic writes), so a cancelled sweep is an ordinary
+    resumable one: the next run computes only the chunks it had not reached."""

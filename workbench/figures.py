@@ -60,3 +60,14 @@ def heatmap_png(values: torch.Tensor | np.ndarray, path: str | os.PathLike, titl
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def attention_overlay(image: Image.Image, weights: np.ndarray, size: int = 256, strength: float = 0.75) -> Image.Image:
+    """``image`` with ``weights [rows, cols]`` drawn over it as a red heat layer (max weight = ``strength`` opacity)."""
+    base = image.convert("RGB").resize((size, size), Image.NEAREST)
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.max() if w.max() > 0 else w
+    heat = Image.fromarray(np.uint8(255 * w)).resize((size, size), Image.NEAREST)
+    red = Image.new("RGB", (size, size), (220, 20, 60))
+    alpha = heat.point(lambda v: int(v * strength))
+    return Image.composite(red, base, alpha)

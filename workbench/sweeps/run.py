@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.errors import Cancelled
 from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
 from workbench.store.effects import EffectStore, sweep_key
@@ -65,8 +66,11 @@ def to_tensor(frame: pd.DataFrame, probes: ProbeSet, spec: SweepSpec, n_layers: 
 
 def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engine: str = "auto", layers_per_chunk: int = 8,
           probes_per_chunk: int = 64, progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print,
-          **run_kwargs) -> SweepResult:
-    """Effects of ``spec`` on ``probes``, from the store where present, computed where not."""
+          should_stop: Callable[[], bool] | None = None, **run_kwargs) -> SweepResult:
+    """Effects of ``spec`` on ``probes``, from the store where present, computed where not.
+
+    ``should_stop`` is polled before every chunk; when it says yes, :class:`~workbench.errors.Cancelled`
+    is raised with every finished chunk already stored, so the same call later resumes there."""
     key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
     store.ensure(key, {"model": vlm.name, "model_fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
                        "shape": list(vlm.site.shape), "probes": probes.name, "probeset_hash": probes.hash, "n_probes": len(probes),
@@ -81,6 +85,8 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     if progress:
         progress(0, len(pending))
     for i, chunk in enumerate(pending):
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"sweep {key[:12]} cancelled after {i} of {len(pending)} chunks (the store keeps them; rerun to resume)")
         values = run_chunk(vlm, probes, spec, chunk, engine=engine, **run_kwargs)
         store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
         if progress:

@@ -1,0 +1,124 @@
+"""Job parameters from what a person typed: parse, validate, and say which field is wrong.
+
+Forms (the app's, a notebook's) hand strings and numbers here; :func:`sweep_params` and
+:func:`train_params` return the plain dict a job runs on, or raise :class:`FieldError` naming the
+field, so a form can put the message next to that field instead of showing a traceback. Nothing
+here loads a model: checks that need one (a head index beyond the model's heads) happen in the job
+and come back as its error line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+METRICS = ("logit_diff", "accuracy", "p_correct", "kl")
+POSITIONS = ("last", "all")
+TARGETS = ("heads", "mlp")
+MODES = ("attn", "mlp", "both")
+DEFAULT_PROBES = "default"  # the seeded spatial probes of the organism's held-out set
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HEAD = re.compile(r"^(?:L(\d+)H(\d+)|(\d+):(\d+))$", re.IGNORECASE)
+
+
+class FieldError(WorkbenchError):
+    def __init__(self, field: str, problem: str, fix: str | None = None):
+        self.field = field
+        super().__init__(problem, fix)
+
+
+def parse_alphas(text: str) -> tuple[float, ...]:
+    """"0, 0.5,2" → (0.0, 0.5, 2.0); duplicates dropped, order kept."""
+    parts = [p.strip() for p in str(text or "").replace(";", ",").split(",") if p.strip()]
+    if not parts:
+        raise FieldError("alphas", "no α values given", "type e.g. 0, 0.5, 2")
+    out: list[float] = []
+    for p in parts:
+        try:
+            value = float(p)
+        except ValueError:
+            raise FieldError("alphas", f"{p!r} is not a number", "type comma-separated numbers, e.g. 0, 0.5, 2") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FieldError("alphas", f"{p!r} is not a finite number", "type e.g. 0, 0.5, 2")
+        if value not in out:
+            out.append(value)
+    return tuple(out)
+
+
+def parse_heads(text: str) -> list[list[int]]:
+    """"L0H4, L2H1" (or "0:4 2:1") → [[0, 4], [2, 1]]; an empty list is an error, not "all heads"."""
+    heads: list[list[int]] = []
+    for token in re.split(r"[,;\s]+", str(text or "").strip()):
+        if not token:
+            continue
+        m = _HEAD.match(token)
+        if not m:
+            raise FieldError("heads", f"{token!r} is not a head", "write heads as L0H4, L2H1")
+        h = [int(m.group(1) or m.group(3)), int(m.group(2) or m.group(4))]
+        if h not in heads:
+            heads.append(h)
+    if not heads:
+        raise FieldError("heads", "the head set is empty", "list at least one head (L0H4, L2H1) or choose all heads")
+    return heads
+
+
+def _model(model: str) -> str:
+    model = str(model or "").strip()
+    if not model:
+        raise FieldError("model", "no model given", "choose the organism or type a model folder / hub id")
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise FieldError("model", f"model folder {model} does not exist", "check the path")
+    return model
+
+
+def _probes(probes: str) -> str:
+    probes = str(probes or "").strip() or DEFAULT_PROBES
+    if probes != DEFAULT_PROBES and not (Path(probes).expanduser() / "probeset.json").is_file():
+        raise FieldError("probes", f"{probes} is not a probe set folder", "make one with `workbench probes make`, or use the default")
+    return probes
+
+
+def _choice(field: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise FieldError(field, f"unknown {field} {value!r}", f"choose from: {', '.join(choices)}")
+    return value
+
+
+def _number(field: str, value, kind=float, low: float | None = None, high: float | None = None):
+    try:
+        v = kind(value)
+    except (TypeError, ValueError):
+        raise FieldError(field, f"{value!r} is not a{'n integer' if kind is int else ' number'}", f"type a {field}") from None
+    if (low is not None and v < low) or (high is not None and v > high):
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise FieldError(field, f"{field} must be {bounds}, got {v:g}", f"type a {field} {bounds}")
+    return v
+
+
+def sweep_params(store: str, model: str, probes: str = DEFAULT_PROBES, alphas: str = "0, 0.5, 2", metric: str = "logit_diff",
+                 positions: str = "last", target: str = "heads", attention_probes: int = 16, device: str = "cpu",
+                 label: str = "", probes_per_chunk: int = 64) -> dict:
+    return {"store": str(store), "model": _model(model), "probes": _probes(probes), "alphas": list(parse_alphas(alphas)),
+            "metric": _choice("metric", metric, METRICS), "positions": _choice("positions", positions, POSITIONS),
+            "target": _choice("target", target, TARGETS), "attention_probes": int(attention_probes), "device": device,
+            "label": label or f"sweep α={alphas}", "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1)}
+
+
+def train_params(store: str, model: str, name: str, probes: str = DEFAULT_PROBES, mode: str = "both", heads: str | None = None,
+                 s_max: float = 10.0, epochs: int = 5, lr: float = 1e-3, batch: int = 16, positions: str = "last",
+                 n_train: int = 400, seed: int = 0, device: str = "cpu") -> dict:
+    """``heads=None`` trains every head; a string must list at least one (an empty one is an error, not "all")."""
+    name = str(name or "").strip()
+    if not NAME_PATTERN.match(name):
+        raise FieldError("name", f"{name!r} is not a usable vector name", "use letters, digits, '-', '_' or '.' (up to 64)")
+    mode = _choice("mode", mode, MODES)
+    head_list = None if heads is None else parse_heads(heads)
+    if head_list is not None and mode == "mlp":
+        raise FieldError("heads", "a head set was given but mode mlp trains no heads", "choose mode attn or both, or all heads")
+    return {"store": str(store), "model": _model(model), "name": name, "probes": _probes(probes), "mode": mode, "heads": head_list,
+            "s_max": _number("s_max", s_max, float, 1e-3, 100), "epochs": _number("epochs", epochs, int, 1, 1000),
+            "lr": _number("lr", lr, float, 1e-6, 1.0), "batch": _number("batch", batch, int, 1, 4096),
+            "positions": _choice("positions", positions, POSITIONS), "n_train": _number("n_train", n_train, int, 10, 1_000_000),
+            "seed": _number("seed", seed, int, 0), "device": device, "label": f"train {name}"}
