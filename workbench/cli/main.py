@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from workbench import __version__
+from workbench.cli.app import app_cmd
 from workbench.cli.heads import app as heads_app
 from workbench.cli.models import app as models_app
 from workbench.cli.organism import app as organism_app
@@ -21,6 +22,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(heads_app, name="heads")
 app.add_typer(scale_app, name="scale")
 app.command("sweep")(sweep_cmd)
+app.command("app")(app_cmd)
 
 
 def _version(value: bool) -> None:

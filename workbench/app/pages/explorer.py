@@ -1,0 +1,119 @@
+"""Explorer: the layer × head heatmap of a stored effect matrix; click a head to open its page.
+
+Choices narrow each other: model → probe set → intervention (target and positions) → metric pick a
+sweep; α and relation pick the matrix within it. The choices are re-read from the store every few
+seconds, so a sweep that finishes elsewhere appears without a reload.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import dash
+from dash import Input, Output, State, callback, dcc, html, no_update
+
+from workbench.app import data, ids
+from workbench.app.components import empty_figure, field, heatmap
+from workbench.app.settings import current
+
+dash.register_page(__name__, path="/", name="Explorer", order=0)
+E = ids.explorer
+CHOICES = ("model", "probes", "intervention", "metric")
+
+
+def _intervention(row: dict) -> str:
+    return f"{row['target']} · {row['positions']} token{'s' if row['positions'] == 'all' else ''}"
+
+
+def _pick(options: list[str], value):
+    return value if value in options else (options[0] if options else None)
+
+
+def resolve(rows: list[dict], chosen: dict) -> tuple[dict, dict]:
+    """(options per choice, chosen values): each choice narrows the rows the next one sees; keeps what
+    was chosen where it is still possible, else the newest sweep's value. Pure, for the tests."""
+    options, values = {}, {}
+    for name in CHOICES:
+        keyf = _intervention if name == "intervention" else (lambda r, n=name: r[n])
+        opts = list(dict.fromkeys(keyf(r) for r in rows))
+        options[name], values[name] = opts, _pick(opts, chosen.get(name))
+        rows = [r for r in rows if keyf(r) == values[name]]
+    alphas = sorted({a for r in rows for a in r["alphas"]})
+    options["alpha"] = alphas
+    default_alpha = 0.0 if 0.0 in alphas else (alphas[0] if alphas else None)
+    values["alpha"] = chosen.get("alpha") if chosen.get("alpha") in alphas else default_alpha
+    rows = [r for r in rows if values["alpha"] in r["alphas"]]
+    values["key"] = rows[0]["key"] if rows else None
+    return options, values
+
+
+def layout(**_):
+    return html.Div([
+        html.H2("Which heads carry spatial relations?"),
+        html.Div(id=E.empty, className="notice"),
+        html.Div([
+            field("Model", dcc.Dropdown(id=E.model, clearable=False)),
+            field("Probe set", dcc.Dropdown(id=E.probes, clearable=False)),
+            field("Intervention", dcc.Dropdown(id=E.intervention, clearable=False), hint="scale one site at a time; α = 0 ablates"),
+            field("Metric", dcc.Dropdown(id=E.metric, clearable=False)),
+            field("α", dcc.Dropdown(id=E.alpha, clearable=False)),
+            field("Relation", dcc.Dropdown(id=E.relation, clearable=False, value=data.ALL)),
+        ], className="controls"),
+        html.Div(id=E.info, className="info"),
+        dcc.Loading(dcc.Graph(id=E.heatmap, config={"displaylogo": False}, clear_on_unhover=True), delay_show=300),
+        html.P("Hover a cell for its mean effect and 95% bootstrap interval; click it to open the head's page.", className="hint"),
+        dcc.Store(id=E.key),
+        dcc.Store(id=E.catalog),
+        dcc.Interval(id=E.tick, interval=max(2 * current().poll_ms, 1000)),
+    ])
+
+
+@callback(Output(E.catalog, "data"), Input(E.tick, "n_intervals"), State(E.catalog, "data"))
+def refresh_catalog(_, previous):
+    rows = [r for r in data.catalog(current().store) if r["complete"]]
+    return no_update if rows == previous else rows
+
+
+@callback([Output(getattr(E, n), "options") for n in (*CHOICES, "alpha")] + [Output(getattr(E, n), "value") for n in (*CHOICES, "alpha")]
+          + [Output(E.key, "data"), Output(E.empty, "children")],
+          Input(E.catalog, "data"), *[Input(getattr(E, n), "value") for n in (*CHOICES, "alpha")])
+def choose(rows, *values):
+    rows = rows or []
+    options, chosen = resolve(rows, dict(zip((*CHOICES, "alpha"), values)))
+    empty = "" if rows else ("No finished sweep in this store yet. The default sweep starts with the app (progress in the bar above); "
+                             "or launch one on the Sweeps page.")
+    opts = [[{"label": str(o) if n != "alpha" else f"{o:g}", "value": o} for o in options[n]] for n in (*CHOICES, "alpha")]
+    return (*opts, *[chosen[n] for n in (*CHOICES, "alpha")], chosen["key"], empty)
+
+
+@callback(Output(E.relation, "options"), Output(E.relation, "value"), Input(E.key, "data"), State(E.relation, "value"))
+def relations(key, value):
+    if not key:
+        return [{"label": "all probes", "value": data.ALL}], data.ALL
+    rels = sorted(set(data.sweep_data(current().store, key).relations) - {""})
+    options = [{"label": "all probes", "value": data.ALL}] + [{"label": r, "value": r} for r in rels]
+    return options, value if value in rels or value == data.ALL else data.ALL
+
+
+@callback(Output(E.heatmap, "figure"), Output(E.info, "children"), Input(E.key, "data"), Input(E.alpha, "value"),
+          Input(E.relation, "value"))
+def draw(key, alpha, relation):
+    if not key or alpha is None:
+        return empty_figure("no sweep selected"), ""
+    m = data.matrix(current().store, key, alpha, relation or data.ALL)
+    sd = data.sweep_data(current().store, key)
+    rel = "all probes" if m.relation == data.ALL else f"relation {m.relation}"
+    title = f"mean Δ{m.metric} when one head is scaled to α = {alpha:g} ({rel}, n = {m.n_probes})"
+    info = [html.Span(f"sweep {key[:12]}", className="mono"), " · ", sd.manifest["model"], " · ", f"{sd.manifest['probes']}",
+            " · ", f"{len(sd.alphas)} α × {sd.shape[0]} layers × {sd.shape[1]} heads"]
+    return heatmap(m.mean, title, m.low, m.high, colorbar=f"Δ {m.metric}"), info
+
+
+@callback(Output(ids.shell.url, "href"), Input(E.heatmap, "clickData"), State(E.key, "data"), State(E.alpha, "value"),
+          prevent_initial_call=True)
+def open_head(click, key, alpha):
+    if not click or not key:
+        return no_update
+    layer, head = click["points"][0]["customdata"][:2]
+    return "/head?" + urlencode({"key": key, "layer": int(layer), "head": int(head), "alpha": json.dumps(alpha)})

@@ -1,0 +1,109 @@
+"""Export: discovered head sets (JSON, CSV) and scale vectors (safetensors, ScAle .npy) as downloads.
+
+Files come from :mod:`workbench.app.exports`, byte-for-byte what the CLI writes. A head set can also
+be kept in the store under a name, which the Train page then offers.
+"""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, State, callback, dcc, html, no_update
+
+from workbench.app import data, exports, ids
+from workbench.app.components import field
+from workbench.app.settings import current
+from workbench.errors import WorkbenchError
+from workbench.jobs.params import NAME_PATTERN
+
+dash.register_page(__name__, path="/export", name="Export", order=4)
+X = ids.export
+
+
+def layout(**_):
+    root = current().store
+    sweeps = [{"label": r["label"], "value": r["key"]} for r in data.catalog(root) if r["complete"] and r["target"] == "heads"]
+    vecs = [{"label": f"{v['name']} ({v['model']}, {v['mode']})", "value": v["name"]} for v in data.vectors(root)]
+    return html.Div([
+        html.H2("Export"),
+        html.H3("Head set from a sweep"),
+        html.Div([
+            field("Sweep", dcc.Dropdown(id=X.sweep, options=sweeps, value=sweeps[0]["value"] if sweeps else None, clearable=False),
+                  X.sweep_error),
+            field("Rank by α", dcc.Dropdown(id=X.alpha, clearable=False)),
+            field("Relation", dcc.Dropdown(id=X.relation, clearable=False, value=data.ALL)),
+            field("Top k", dcc.Input(id=X.k, type="number", value=5, min=1, className="num"), X.k_error,
+                  hint="heads whose scaling to α lowers the metric most"),
+            field("Format", dcc.RadioItems(id=X.hs_format, options=list(exports.HEADSET_FORMATS), value="json", inline=True)),
+        ], className="controls"),
+        html.Button("Download head set", id=X.hs_download_button, className="button", n_clicks=0),
+        html.Div([dcc.Input(id=X.hs_name, type="text", placeholder="name to keep it in the store", className="text"),
+                  html.Button("Save to store", id=X.hs_save, className="button-small", n_clicks=0)], className="inline"),
+        html.Div(id=X.hs_message, className="message"),
+        html.Div(id=X.hs_preview, className="mono"),
+        html.H3("Scale vector"),
+        html.Div([
+            field("Vector", dcc.Dropdown(id=X.vector, options=vecs, value=vecs[0]["value"] if vecs else None, clearable=False),
+                  X.vector_error),
+            field("Format", dcc.RadioItems(id=X.vec_format, options=[{"label": "safetensors + json (zip)", "value": "safetensors"},
+                                                                     {"label": "ScAle .npy (zip)", "value": "npy"}],
+                                           value="safetensors", inline=True)),
+        ], className="controls"),
+        html.Button("Download vector", id=X.vec_download_button, className="button", n_clicks=0),
+        dcc.Download(id=X.hs_download),
+        dcc.Download(id=X.vec_download),
+    ])
+
+
+@callback(Output(X.alpha, "options"), Output(X.alpha, "value"), Output(X.relation, "options"), Input(X.sweep, "value"))
+def sweep_choices(key):
+    if not key:
+        return [], None, [{"label": "all probes", "value": data.ALL}]
+    sd = data.sweep_data(current().store, key)
+    rels = [{"label": "all probes", "value": data.ALL}] + [{"label": r, "value": r} for r in sorted(set(sd.relations) - {""})]
+    return [{"label": f"{a:g}", "value": a} for a in sd.alphas], sd.alphas[0], rels
+
+
+def _headset(key, alpha, relation, k):
+    if not key:
+        raise WorkbenchError("no head sweep in the store yet", "run one on the Sweeps page")
+    if k is None or int(k) < 1:
+        raise WorkbenchError("k must be a whole number ≥ 1", "type how many heads to keep")
+    return exports.headset(current().store, key, alpha, int(k), relation or data.ALL)
+
+
+@callback(Output(X.hs_download, "data"), Output(X.k_error, "children"), Output(X.hs_preview, "children"),
+          Input(X.hs_download_button, "n_clicks"), State(X.sweep, "value"), State(X.alpha, "value"), State(X.relation, "value"),
+          State(X.k, "value"), State(X.hs_format, "value"), prevent_initial_call=True)
+def download_headset(_, key, alpha, relation, k, fmt):
+    try:
+        hs = _headset(key, alpha, relation, k)
+    except WorkbenchError as e:
+        return no_update, str(e), ""
+    name, blob = exports.headset_file(hs, fmt)
+    preview = "heads: " + ", ".join(f"L{a}H{b} ({s:+.3f})" for (a, b), s in zip(hs.heads, hs.scores))
+    return dcc.send_bytes(blob, name), "", preview
+
+
+@callback(Output(X.hs_message, "children"), Input(X.hs_save, "n_clicks"), State(X.sweep, "value"), State(X.alpha, "value"),
+          State(X.relation, "value"), State(X.k, "value"), State(X.hs_name, "value"), prevent_initial_call=True)
+def save_headset(_, key, alpha, relation, k, name):
+    name = (name or "").strip()
+    if not NAME_PATTERN.match(name):
+        return html.Span("give the head set a name (letters, digits, '-', '_', '.')", className="field-error")
+    try:
+        path = exports.save_headset(current().store, _headset(key, alpha, relation, k), name)
+    except WorkbenchError as e:
+        return html.Span(str(e), className="field-error")
+    return f"saved {path}"
+
+
+@callback(Output(X.vec_download, "data"), Output(X.vector_error, "children"), Input(X.vec_download_button, "n_clicks"),
+          State(X.vector, "value"), State(X.vec_format, "value"), prevent_initial_call=True)
+def download_vector(_, name, fmt):
+    if not name:
+        return no_update, "no saved vector yet: train one on the Train page"
+    try:
+        filename, blob = exports.vector_file(current().store, name, fmt)
+    except WorkbenchError as e:
+        return no_update, str(e)
+    return dcc.send_bytes(blob, filename), ""
