@@ -11,12 +11,17 @@ from workbench.jobs.registry import Job
 DIVERGING = "RdBu"  # negative (the metric fell) red, positive blue, 0 white
 
 
+KEEP = {"persistence": True, "persistence_type": "session"}
+"""Form controls keep what the user typed for the browser session, so a page change loses nothing."""
+
+
 def heatmap(values: np.ndarray, title: str, low: np.ndarray | None = None, high: np.ndarray | None = None, zmid: float | None = 0.0,
             colorscale: str = DIVERGING, colorbar: str = "", height: int = 0) -> go.Figure:
     """``values [layer, head]`` as a heatmap: heads on x, layers on y (layer 0 at the bottom).
 
     Hover shows the site, the value and, where given, the 95% interval; ``customdata`` carries
-    ``[layer, head]`` so a click handler knows the site without parsing labels."""
+    ``[layer, head]`` so a click handler knows the site without parsing labels. Arrays go out as plain
+    lists (not plotly's base64 typed arrays), so ``figure.data[0].z`` reads the same in Python and the browser."""
     values = np.asarray(values, dtype=float)
     n_layers, n_heads = values.shape
     layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
@@ -27,7 +32,7 @@ def heatmap(values: np.ndarray, title: str, low: np.ndarray | None = None, high:
         hover += "<br>95% CI [%{customdata[2]:.4f}, %{customdata[3]:.4f}]"
     custom = np.stack(parts, axis=-1)
     span = float(np.nanmax(np.abs(values - (zmid or 0.0)))) if values.size else 1.0
-    fig = go.Figure(go.Heatmap(z=values, x=list(range(n_heads)), y=list(range(n_layers)), customdata=custom, colorscale=colorscale,
+    fig = go.Figure(go.Heatmap(z=values.tolist(), x=list(range(n_heads)), y=list(range(n_layers)), customdata=custom.tolist(), colorscale=colorscale,
                                zmid=zmid, zmin=None if zmid is None else zmid - span, zmax=None if zmid is None else zmid + span,
                                hovertemplate=hover + "<extra></extra>", xgap=1, ygap=1, colorbar={"title": {"text": colorbar}}))
     fig.update_layout(title={"text": title, "x": 0.01, "font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 40, "b": 40},

@@ -197,6 +197,18 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
             "attention": attention}
 
 
+def prefetch_head_pages(root: str | Path, key: str) -> None:
+    """Load what every head page of sweep ``key`` reads besides the sweep itself (its probe set and attention
+    maps; both cached by the library), so the first click on the heatmap costs no more than the next ones."""
+    manifest = EffectStore(root).manifest(key)
+    library = Library(root)
+    try:
+        library.probes(manifest["probeset_hash"])
+        library.attention(manifest["model_fingerprint"], manifest["probeset_hash"])
+    except WorkbenchError:
+        pass  # nothing stored: the head page says so
+
+
 # ---------------------------------------------------------------- scale vectors
 def vectors(root: str | Path) -> list[dict]:
     """Saved scale vectors (``<store>/scales``), newest first, with their evaluation where the job recorded one."""

@@ -29,10 +29,11 @@ def items() -> list[dict]:
 
 def layout(**_):
     options = items()
-    vecs = [o["value"] for o in options if o["value"].startswith("vector:")]
+    by_kind = [[o["value"] for o in options if o["value"].startswith(k)] for k in ("vector:", "sweep:")]
+    first = next((v[:2] for v in by_kind if len(v) >= 2), [o["value"] for o in options[:2]])  # two of one kind: a difference map
     return html.Div([
         html.H2("Compare scale vectors and sweeps"),
-        field("Items (two or more)", dcc.Dropdown(id=C.items, options=options, value=vecs[:2] or [o["value"] for o in options[:2]], multi=True)),
+        field("Items (two or more)", dcc.Dropdown(id=C.items, options=options, value=first, multi=True)),
         html.Div(id=C.message, className="field-error", role="alert"),
         html.Div(id=C.heatmaps, className="grid"),
         html.Div(id=C.diff),

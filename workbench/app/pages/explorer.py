@@ -7,11 +7,8 @@ seconds, so a sweep that finishes elsewhere appears without a reload.
 
 from __future__ import annotations
 
-import json
-from urllib.parse import urlencode
-
 import dash
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from workbench.app import data, ids
 from workbench.app.components import empty_figure, field, heatmap
@@ -107,13 +104,15 @@ def draw(key, alpha, relation):
     title = f"mean Δ{m.metric} when one head is scaled to α = {alpha:g} ({rel}, n = {m.n_probes})"
     info = [html.Span(f"sweep {key[:12]}", className="mono"), " · ", sd.manifest["model"], " · ", f"{sd.manifest['probes']}",
             " · ", f"{len(sd.alphas)} α × {sd.shape[0]} layers × {sd.shape[1]} heads"]
+    data.prefetch_head_pages(current().store, key)  # the next click is on the timed path
     return heatmap(m.mean, title, m.low, m.high, colorbar=f"Δ {m.metric}"), info
 
 
-@callback(Output(ids.shell.url, "href"), Input(E.heatmap, "clickData"), State(E.key, "data"), State(E.alpha, "value"),
-          prevent_initial_call=True)
-def open_head(click, key, alpha):
-    if not click or not key:
-        return no_update
-    layer, head = click["points"][0]["customdata"][:2]
-    return "/head?" + urlencode({"key": key, "layer": int(layer), "head": int(head), "alpha": json.dumps(alpha)})
+# Runs in the browser: the click becomes a navigation with no server round trip before the head page's own.
+clientside_callback(
+    """function(click, key, alpha) {
+        if (!click || !key) { return window.dash_clientside.no_update; }
+        const p = click.points[0];  // the axes are the indices: x = head, y = layer
+        return "/head?" + new URLSearchParams({key: key, layer: p.y, head: p.x, alpha: JSON.stringify(alpha)}).toString();
+    }""",
+    Output(ids.shell.url, "href"), Input(E.heatmap, "clickData"), State(E.key, "data"), State(E.alpha, "value"), prevent_initial_call=True)

@@ -12,7 +12,7 @@ import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench.app import ids
-from workbench.app.components import field, job_card
+from workbench.app.components import KEEP, field, job_card
 from workbench.app.settings import current, known_models
 from workbench.jobs import FieldError, JobRegistry, sweep_params
 from workbench.jobs.params import DEFAULT_PROBES, METRICS
@@ -36,15 +36,15 @@ def layout(**_):
     return html.Div([
         html.H2("Run a sweep"),
         html.Div([
-            field("Model", dcc.Dropdown(id=S.model, options=known_models(), value=s.model, clearable=False), S.model_error),
-            field("or a model folder / hub id", dcc.Input(id=S.model_path, type="text", placeholder="/path/to/llava-folder",
+            field("Model", dcc.Dropdown(id=S.model, **KEEP, options=known_models(), value=s.model, clearable=False), S.model_error),
+            field("or a model folder / hub id", dcc.Input(id=S.model_path, **KEEP, type="text", placeholder="/path/to/llava-folder",
                                                           debounce=False, className="text")),
-            field("Probe set", dcc.Dropdown(id=S.probes, options=probe_options(), value=DEFAULT_PROBES, clearable=False), S.probes_error),
-            field("α values", dcc.Input(id=S.alphas, type="text", value="0, 0.5, 2", className="text"), S.alphas_error,
+            field("Probe set", dcc.Dropdown(id=S.probes, **KEEP, options=probe_options(), value=DEFAULT_PROBES, clearable=False), S.probes_error),
+            field("α values", dcc.Input(id=S.alphas, **KEEP, type="text", value="0, 0.5, 2", className="text"), S.alphas_error,
                   hint="comma-separated; α = 0 ablates, 1 is the identity"),
-            field("Metric", dcc.Dropdown(id=S.metric, options=list(METRICS), value="logit_diff", clearable=False), S.metric_error),
-            field("Positions", dcc.RadioItems(id=S.positions, options=["last", "all"], value="last", inline=True), S.positions_error),
-            field("Target", dcc.RadioItems(id=S.target, options=["heads", "mlp"], value="heads", inline=True), S.target_error),
+            field("Metric", dcc.Dropdown(id=S.metric, **KEEP, options=list(METRICS), value="logit_diff", clearable=False), S.metric_error),
+            field("Positions", dcc.RadioItems(id=S.positions, **KEEP, options=["last", "all"], value="last", inline=True), S.positions_error),
+            field("Target", dcc.RadioItems(id=S.target, **KEEP, options=["heads", "mlp"], value="heads", inline=True), S.target_error),
         ], className="controls"),
         html.Button("Launch sweep", id=S.launch, className="button", n_clicks=0),
         html.Div(id=S.message, className="message"),

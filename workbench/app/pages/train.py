@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dash_table, dcc, html
 from plotly.subplots import make_subplots
 
 from workbench.app import data, ids
-from workbench.app.components import field, job_card
+from workbench.app.components import KEEP, field, job_card
 from workbench.app.exports import saved_headsets
 from workbench.app.pages.sweeps import probe_options
 from workbench.app.settings import current, known_models
@@ -31,29 +31,31 @@ def layout(**_):
 
     saved = [{"label": f"{name} ({len(hs.heads)} heads)", "value": ", ".join(f"L{a}H{b}" for a, b in hs.heads)}
              for name, hs in saved_headsets(current().store)]
+    runs = JobRegistry(current().store).list("train")  # newest first: coming back shows the run that was being watched
     return html.Div([
         html.H2("Train a ScAle vector"),
         html.Div([
-            field("Model", dcc.Dropdown(id=T.model, options=known_models(), value=str(DEFICIT_MODEL), clearable=False), T.model_error),
-            field("Vector name", dcc.Input(id=T.name, type="text", value="fix", className="text"), T.name_error),
-            field("Probe set", dcc.Dropdown(id=T.probes, options=probe_options(), value=DEFAULT_PROBES, clearable=False), T.probes_error,
+            field("Model", dcc.Dropdown(id=T.model, **KEEP, options=known_models(), value=str(DEFICIT_MODEL), clearable=False), T.model_error),
+            field("Vector name", dcc.Input(id=T.name, **KEEP, type="text", value="fix", className="text"), T.name_error),
+            field("Probe set", dcc.Dropdown(id=T.probes, **KEEP, options=probe_options(), value=DEFAULT_PROBES, clearable=False), T.probes_error,
                   hint="default: new seeded spatial probes to train, the held-out spatial set to test"),
-            field("Mode", dcc.RadioItems(id=T.mode, options=["attn", "mlp", "both"], value="attn", inline=True), T.mode_error),
-            field("Heads", dcc.RadioItems(id=T.head_choice, options=[{"label": "all heads", "value": "all"},
+            field("Mode", dcc.RadioItems(id=T.mode, **KEEP, options=["attn", "mlp", "both"], value="attn", inline=True), T.mode_error),
+            field("Heads", dcc.RadioItems(id=T.head_choice, **KEEP, options=[{"label": "all heads", "value": "all"},
                                                                      {"label": "only these", "value": "listed"}], value="all", inline=True)),
-            field("Head set", html.Div([dcc.Input(id=T.heads, type="text", placeholder="L0H4, L2H1", className="text"),
+            field("Head set", html.Div([dcc.Input(id=T.heads, **KEEP, type="text", placeholder="L0H4, L2H1", className="text"),
                                         dcc.Dropdown(id=T.saved, options=saved, placeholder="or a saved head set")]), T.heads_error),
-            field("s_max", dcc.Input(id=T.s_max, type="number", value=10, className="num"), T.s_max_error,
+            field("s_max", dcc.Input(id=T.s_max, **KEEP, type="number", value=10, className="num"), T.s_max_error,
                   hint="each scale stays in [1 − s_max, 1 + s_max]"),
-            field("Epochs", dcc.Input(id=T.epochs, type="number", value=3, className="num"), T.epochs_error),
-            field("Learning rate", dcc.Input(id=T.lr, type="number", value=0.003, className="num"), T.lr_error),
-            field("Batch", dcc.Input(id=T.batch, type="number", value=16, className="num"), T.batch_error),
-            field("Training probes", dcc.Input(id=T.n_train, type="number", value=200, className="num"), T.n_train_error,
+            field("Epochs", dcc.Input(id=T.epochs, **KEEP, type="number", value=3, className="num"), T.epochs_error),
+            field("Learning rate", dcc.Input(id=T.lr, **KEEP, type="number", value=0.003, className="num"), T.lr_error),
+            field("Batch", dcc.Input(id=T.batch, **KEEP, type="number", value=16, className="num"), T.batch_error),
+            field("Training probes", dcc.Input(id=T.n_train, **KEEP, type="number", value=200, className="num"), T.n_train_error,
                   hint="for the default probe set"),
         ], className="controls"),
         html.Button("Train", id=T.launch, className="button", n_clicks=0),
         html.Div(id=T.message, className="message"),
-        field("Run", dcc.Dropdown(id=T.job, placeholder="no training run yet", clearable=False)),
+        field("Run", dcc.Dropdown(id=T.job, options=run_options(runs), value=runs[0].id if runs else None,
+                                  placeholder="no training run yet", clearable=False)),
         html.Div(id=T.status),
         dcc.Graph(id=T.curves, config={"displaylogo": False}),
         html.H3("Saved vectors"),
@@ -81,6 +83,10 @@ def launch(_, model, name, probes, mode, heads, s_max, epochs, lr, batch, n_trai
         return "", no_update, *errors.values()
     job = JobRegistry(current().store).submit("train", params)
     return f"started {job.id}", job.id, *errors.values()
+
+
+def run_options(jobs) -> list[dict]:
+    return [{"label": f"{j.params.get('name', j.id)} · {j.state} · {j.id}", "value": j.id} for j in jobs]
 
 
 def curves(points: list[dict]) -> go.Figure:
@@ -120,7 +126,7 @@ def _vector_table() -> dash_table.DataTable | html.P:
 def watch(_, job_id, seen):
     registry = JobRegistry(current().store)
     listed = registry.list("train")
-    options = [{"label": f"{j.params.get('name', j.id)} · {j.state} · {j.id}", "value": j.id} for j in listed]
+    options = run_options(listed)
     job = next((j for j in listed if j.id == job_id), listed[0] if listed and job_id is None else None)
     signature = [options, job and [job.id, job.state, job.progress, len(job.points), job.cancel_requested],
                  [v["name"] for v in data.vectors(current().store)]]
