@@ -146,3 +146,13 @@ print(sorted(m for m in ("transformers", "nnsight", "transformer_lens", "workben
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_running_app_reports_a_server_that_does_not_start(tmp_path):
+    """The helper the browser tests and the benchmark use: a server that exits is one clear error with its output."""
+    from workbench.app.background import running_app
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError, match="did not start.*model folder /nonexistent/model does not exist"):
+        with running_app(tmp_path, "--model", "/nonexistent/model", log=tmp_path / "app.log", timeout=60):
+            pass

@@ -1,0 +1,168 @@
+"""The app in a real browser: launch with the default sweep, heatmap → head page, a sweep and a training run
+launched from their pages, cancel, export. Tests run in order on one server and store (module scope)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.browser.conftest import screenshot
+from workbench.discovery.headsets import HeadSet
+from workbench.jobs import JobRegistry
+from workbench.organism import DEFAULT_MODEL
+from workbench.store.effects import EffectStore
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+GRAPH = "document.querySelector('#{id} .js-plotly-plot')"
+
+
+def organism_shape() -> tuple[int, int]:
+    cfg = json.loads((DEFAULT_MODEL / "config.json").read_text())["text_config"]
+    return cfg["num_hidden_layers"], cfg["num_attention_heads"]
+
+
+def wait_for(page, js: str, timeout: float = 240.0):
+    page.wait_for_function(js, timeout=timeout * 1000, polling=200)
+    return page.evaluate(js)
+
+
+def heatmap_shape(page) -> list[int]:
+    g = GRAPH.format(id="explorer-heatmap")
+    return wait_for(page, f"{g} && {g}.data && {g}.data[0] && {g}.data[0].z && {g}.data[0].z.length > 0 "
+                          f"&& [{g}.data[0].z.length, {g}.data[0].z[0].length]")
+
+
+def click_cell(page, layer: int, head: int) -> None:
+    box = page.evaluate(f"""(() => {{ const gd = {GRAPH.format(id='explorer-heatmap')}; const r = gd.getBoundingClientRect();
+        const fl = gd._fullLayout; return [r.left + fl.xaxis._offset + fl.xaxis.d2p({head}), r.top + fl.yaxis._offset + fl.yaxis.d2p({layer})]; }})()""")
+    page.mouse.click(*box)
+
+
+def test_launch_shows_default_sweep_progress_then_the_heatmap(page, server):
+    page.goto(server["url"])
+    bar = page.locator("#shell-jobs")
+    bar.get_by_text("default sweep of organism").wait_for(timeout=30_000)  # visible progress while it computes
+    assert "%" in bar.inner_text()
+    assert heatmap_shape(page) == list(organism_shape())
+    assert page.locator("#explorer-heatmap .heatmaplayer").count() == 1  # drawn, not only in data
+    (entry,) = EffectStore(server["store"]).ls()
+    assert entry.complete and page.locator("#explorer-info").inner_text().startswith(f"sweep {entry.key[:12]}")
+    screenshot(page, "explorer")
+
+
+def test_clicking_a_head_opens_its_page(page, server):
+    page.goto(server["url"])
+    heatmap_shape(page)
+    click_cell(page, 2, 5)
+    page.wait_for_url("**/head?*", timeout=10_000)
+    assert "layer=2" in page.url and "head=5" in page.url
+    page.locator("#head-title").get_by_text("L2H5").wait_for(timeout=10_000)
+    assert page.locator("#head-affected .probe-card").count() == 8
+    assert page.locator("#head-attention img").count() == 4
+    curve = page.evaluate(f"{GRAPH.format(id='head-curve')}.data[0].x")
+    assert curve == [0, 0.5, 1, 2]  # the swept α and the identity point
+    screenshot(page, "head")
+
+
+def test_sweep_from_its_page_reaches_100_and_appears_in_the_explorer(page, server):
+    page.goto(server["url"] + "/sweeps")
+    page.fill("#sweeps-alphas", "0, x")
+    page.click("#sweeps-launch")
+    page.locator("#sweeps-alphas-error").get_by_text("'x' is not a number").wait_for(timeout=10_000)
+    n_jobs = len(JobRegistry(server["store"]).list())
+    page.fill("#sweeps-alphas", "0, 1.5")
+    page.click("#sweeps-launch")
+    page.locator("#sweeps-message").get_by_text("started").wait_for(timeout=10_000)
+    assert page.locator("#sweeps-alphas-error").inner_text() == ""
+    assert len(JobRegistry(server["store"]).list()) == n_jobs + 1  # the bad α list started nothing
+    card = page.locator(".job-card", has_text="sweep α = 0, 1.5")
+    card.locator(".job-state", has_text="done").wait_for(timeout=240_000)
+    assert card.locator(".job-pct").inner_text() == "100%"
+    screenshot(page, "sweeps")
+    key = JobRegistry(server["store"]).list("sweep")[0].result["key"]
+    page.evaluate("window.__no_reload = 1")
+    page.click("#shell-nav-explorer")
+    page.locator("#explorer-info").get_by_text(f"sweep {key[:12]}").wait_for(timeout=15_000)  # newest sweep with α = 0
+    assert page.evaluate("window.__no_reload") == 1
+    assert heatmap_shape(page) == list(organism_shape())
+
+
+def test_cancel_from_the_page_leaves_the_store_consistent(page, server):
+    page.goto(server["url"] + "/sweeps")
+    page.click("#sweeps-positions label:has-text('all')")  # all positions: the naive engine, slow enough to cancel
+    page.fill("#sweeps-alphas", "0, 0.25, 0.5, 0.75, 1.25, 2")
+    page.click("#sweeps-launch")
+    card = page.locator(".job-card", has_text="sweep α = 0, 0.25")
+    card.locator(".job-message", has_text="chunk 1 of").wait_for(timeout=240_000)  # one chunk stored, more to come
+    card.get_by_role("button", name="Cancel").click()
+    card.locator(".job-state", has_text="cancelled").wait_for(timeout=240_000)
+    store = EffectStore(server["store"])
+    for entry in store.ls():
+        todo, corrupt = store.missing(entry.key, entry.manifest["chunks"])
+        assert corrupt == [] and len(todo) == entry.expected - entry.done
+        assert not list(store.folder(entry.key).glob(".*.tmp"))
+    assert any(not e.complete for e in store.ls())  # the cancelled one: resumable, not finished
+
+
+def test_training_run_updates_curves_survives_a_page_change_and_is_saved(page, server):
+    page.goto(server["url"] + "/train")
+    page.click("#train-head-choice label:has-text('only these')")
+    page.click("#train-launch")
+    page.locator("#train-heads-error").get_by_text("the head set is empty").wait_for(timeout=10_000)
+    page.click("#train-head-choice label:has-text('all heads')")
+    page.fill("#train-name", "fix-browser")
+    page.fill("#train-epochs", "3")
+    page.fill("#train-n-train", "320")
+    page.click("#train-launch")
+    page.locator("#train-message").get_by_text("started").wait_for(timeout=10_000)
+    assert page.locator("#train-heads-error").inner_text() == ""
+    g = GRAPH.format(id="train-curves")
+    first = wait_for(page, f"{g} && {g}.data && {g}.data.length && {g}.data[0].x.length > 0 && {g}.data[0].x.length", timeout=240)
+    page.click("#shell-nav-explorer")  # leave while it trains …
+    page.locator("#explorer-heatmap").wait_for(timeout=10_000)
+    page.click("#shell-nav-train")  # … and come back: the run is still there
+    page.locator("#train-status .job-state", has_text="done").wait_for(timeout=300_000)
+    final = wait_for(page, f"{g}.data[0].x.length >= {first} && {g}.data[0].x.length")
+    (job,) = JobRegistry(server["store"]).list("train")
+    steps = [p for p in job.points if p["kind"] == "step"]
+    assert final == len(steps) == steps[-1]["global_step"]  # every optimiser step the worker reported is drawn
+    assert 0 < first < final  # the curve was drawn while training ran, then grew
+    page.locator("#train-vectors").get_by_text("fix-browser").wait_for(timeout=10_000)
+    assert (server["store"] / "scales" / "fix-browser.safetensors").is_file()
+    screenshot(page, "train")
+
+
+def test_compare_two_items(page, server):
+    page.goto(server["url"] + "/compare")
+    page.locator("#compare-heatmaps .js-plotly-plot").first.wait_for(timeout=15_000)
+    assert page.locator("#compare-heatmaps .js-plotly-plot").count() == 2  # the two finished sweeps
+    assert page.locator("#compare-diff-graph .heatmaplayer").count() == 1
+    diff = np.array(page.evaluate(f"{GRAPH.format(id='compare-diff-graph')}.data[0].z"), dtype=float)
+    assert diff.shape == organism_shape() and np.abs(diff).max() < 1e-4  # both sweeps hold α = 0 on the same probes
+    assert page.locator("#compare-table-data tbody tr").count() == 3  # header + two items
+    screenshot(page, "compare")
+
+
+def test_export_downloads_a_valid_head_set_and_vector(page, server, tmp_path):
+    page.goto(server["url"] + "/export")
+    page.fill("#export-k", "3")
+    with page.expect_download(timeout=15_000) as dl:
+        page.click("#export-hs-download-button")
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    doc = json.loads(path.read_text())
+    assert doc["format"] and len(doc["heads"]) == 3
+    hs = HeadSet.load(path)  # the workbench's own validation
+    manifests = {e.key: e.manifest for e in EffectStore(server["store"]).ls()}
+    assert hs.model_fingerprint in {m["model_fingerprint"] for m in manifests.values()}
+    page.click("#export-vec-format label:has-text('npy')")
+    with page.expect_download(timeout=15_000) as dl:
+        page.click("#export-vec-download-button")
+    with zipfile.ZipFile(io.BytesIO(open(dl.value.path(), "rb").read())) as z:
+        shape = organism_shape()
+        assert np.load(io.BytesIO(z.read("eff_attn.npy"))).shape == shape
+    screenshot(page, "export")
