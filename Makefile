@@ -9,9 +9,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test setup clean
+.PHONY: run probes test setup clean
 
+# The main job: the app at http://127.0.0.1:8050 on the organism, store runs/store (it computes the
+# default sweep on first start, with progress in the page). Ctrl-C stops it.
 run: $(STAMP)
+	$(VENV)/bin/workbench app --store runs/store
+
+# The probe suite demo: 2,000 seeded probes, their counts and contact sheet, in runs/demo-probes.
+probes: $(STAMP)
 	$(VENV)/bin/workbench probes make --out runs/demo-probes --n 2000 --seed 0 --force
 	$(VENV)/bin/workbench probes show runs/demo-probes
 
