@@ -29,7 +29,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || { echo "installing torch 2.13.0 (CPU)"; $(PIP) "torch==2.13.0"; }
-	$(PIP) -e ".[dev]"
+	$(PIP) -e ".[dev,ray]"
 	@touch $(STAMP)
 
 clean:

@@ -8,7 +8,8 @@ from workbench.errors import WorkbenchError
 from workbench.interventions.backends import make_backend
 from workbench.interventions.core import HeadScale, MlpScale
 from workbench.models.prompts import build_batch
-from workbench.sweeps.engine import Chunk, SweepSpec, assemble, plan_chunks, run_chunk, run_local
+from workbench.sweeps.engine import Chunk, SweepSpec, assemble, plan_chunks, run_chunk
+from workbench.sweeps.executors import LocalExecutor
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,10 @@ def test_chunks_assemble_to_the_single_chunk_result(llava_vlm, small):
     whole = run_chunk(llava_vlm, small, spec, Chunk(0, 2, 0, len(small)))
     chunks = plan_chunks(2, len(small), layers_per_chunk=1, probes_per_chunk=4)
     assert len(chunks) == 4 and {c.name for c in chunks} == {c.name for c in set(chunks)}
-    pieced = assemble(llava_vlm, spec, len(small), list(run_local(llava_vlm, small, spec, chunks)))
+    pieced = assemble(llava_vlm, spec, len(small), list(LocalExecutor().map(llava_vlm, small, spec, chunks)))
     assert torch.allclose(pieced, whole, atol=1e-6)
     with pytest.raises(WorkbenchError, match="missing chunks"):
-        assemble(llava_vlm, spec, len(small), list(run_local(llava_vlm, small, spec, chunks[:3])))
+        assemble(llava_vlm, spec, len(small), list(LocalExecutor().map(llava_vlm, small, spec, chunks[:3])))
 
 
 def test_mlp_target_and_all_positions(llava_vlm, small):

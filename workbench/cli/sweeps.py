@@ -60,17 +60,24 @@ def sweep_cmd(
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
     layers_per_chunk: int = typer.Option(8, "--layers-per-chunk", help="Layers per stored chunk."),
     probes_per_chunk: int = typer.Option(64, "--probes-per-chunk", help="Probes per stored chunk."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (actors; the [ray] extra)."),
+    ray_workers: int = typer.Option(2, "--ray-workers", help="Ray actors, each with its own copy of the model."),
+    ray_address: str = typer.Option(None, "--ray-address", help="A running Ray cluster (auto, ray://…); default: a local instance."),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-worker", help="GPUs per Ray actor (use with --device cuda)."),
 ) -> None:
     """Per-head (or per-MLP) effect matrices (alpha × layer × head), cached in the store; reruns resume."""
     from workbench.models.load import load_vlm
     from workbench.probes.probeset import ProbeSet
     from workbench.store.effects import EffectStore
     from workbench.sweeps.engine import SweepSpec, resolve_engine
+    from workbench.sweeps.executors import make_executor
     from workbench.sweeps.run import sweep
 
     if intervention != "scale":
         raise WorkbenchError(f"unknown intervention {intervention!r}", "use --intervention scale (α = 0 ablates)")
     spec = SweepSpec(alphas=_alphas(alpha), positions=positions, metric=metric, target=target)
+    runner = make_executor(executor, workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus,
+                           load_kwargs={"device": device, "dtype": dtype})
     ps = ProbeSet.load(probes)
     if split:
         ps = ps.split(split)
@@ -84,9 +91,9 @@ def sweep_cmd(
             advance(1 if done else 0, total=max(total, 1))
 
         result = sweep(vlm, ps, spec, st, engine=engine, layers_per_chunk=layers_per_chunk, probes_per_chunk=probes_per_chunk,
-                       progress=progress, log=lambda m: err_console.print(m))
-    console.print(f"sweep [cyan]{result.key[:12]}[/]: {result.computed} chunks computed, {result.cached} from the store, "
-                  f"{time.time() - t0:.1f}s")
+                       progress=progress, log=lambda m: err_console.print(m), executor=runner)
+    console.print(f"sweep [cyan]{result.key[:12]}[/]: {result.computed} chunks computed ({runner.name} executor), "
+                  f"{result.cached} from the store, {time.time() - t0:.1f}s")
     console.print(_top_table(st.read(result.key), f"{vlm.name} · {ps.name} · {metric} effect, {positions} token"))
 
 

@@ -13,12 +13,12 @@ Engines:
   Serves every family and ``positions="all"``.
 
 Work is split into :class:`Chunk` s — a layer range × a probe range — that are independent, so
-an executor can run them anywhere and the store can keep each as soon as it is done.
+an executor (:mod:`workbench.sweeps.executors`) can run them anywhere and the store can keep each
+as soon as it is done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -139,12 +139,6 @@ def _effects(metric: str, logits: torch.Tensor, clean: torch.Tensor, option_ids:
     if metric == "kl":
         return metrics.kl(flat, clean.repeat_interleave(v, 0)).reshape(b, v)
     return (metrics.compute(metric, flat, opt, ans) - metrics.compute(metric, clean, option_ids, answer).repeat_interleave(v, 0)).reshape(b, v)
-
-
-def run_local(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], **kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
-    """The local executor: chunks in order, in this process."""
-    for chunk in chunks:
-        yield chunk, run_chunk(vlm, probes, spec, chunk, **kwargs)
 
 
 def assemble(vlm: VLM, spec: SweepSpec, n_probes: int, results: list[tuple[Chunk, torch.Tensor]]) -> torch.Tensor:

@@ -19,7 +19,8 @@ from workbench.errors import Cancelled
 from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
 from workbench.store.effects import EffectStore, sweep_key
-from workbench.sweeps.engine import Chunk, SweepSpec, plan_chunks, run_chunk
+from workbench.sweeps.engine import Chunk, SweepSpec, plan_chunks
+from workbench.sweeps.executors import Executor, LocalExecutor
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,13 @@ def to_tensor(frame: pd.DataFrame, probes: ProbeSet, spec: SweepSpec, n_layers: 
 
 def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engine: str = "auto", layers_per_chunk: int = 8,
           probes_per_chunk: int = 64, progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print,
-          should_stop: Callable[[], bool] | None = None, **run_kwargs) -> SweepResult:
+          should_stop: Callable[[], bool] | None = None, executor: Executor | None = None, **run_kwargs) -> SweepResult:
     """Effects of ``spec`` on ``probes``, from the store where present, computed where not.
 
     ``should_stop`` is polled before every chunk; when it says yes, :class:`~workbench.errors.Cancelled`
-    is raised with every finished chunk already stored, so the same call later resumes there."""
+    is raised with every finished chunk already stored, so the same call later resumes there.
+    ``executor`` computes the missing chunks (default: :class:`~workbench.sweeps.executors.LocalExecutor`,
+    in this process); whichever it is, this function alone writes the store, one chunk at a time."""
     key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
     store.ensure(key, {"model": vlm.name, "model_fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
                        "shape": list(vlm.site.shape), "probes": probes.name, "probeset_hash": probes.hash, "n_probes": len(probes),
@@ -84,13 +87,20 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     pending = [c for c in chunks if c.name in set(todo)]
     if progress:
         progress(0, len(pending))
-    for i, chunk in enumerate(pending):
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"sweep {key[:12]} cancelled after {i} of {len(pending)} chunks (the store keeps them; rerun to resume)")
-        values = run_chunk(vlm, probes, spec, chunk, engine=engine, **run_kwargs)
-        store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
-        if progress:
-            progress(i + 1, len(pending))
+    stopped = lambda done: Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks "  # noqa: E731
+                                     "(the store keeps them; rerun to resume)")
+    if pending and should_stop is not None and should_stop():
+        raise stopped(0)
+    results = (executor or LocalExecutor()).map(vlm, probes, spec, pending, engine=engine, **run_kwargs)
+    try:
+        for i, (chunk, values) in enumerate(results):
+            store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
+            if progress:
+                progress(i + 1, len(pending))
+            if i + 1 < len(pending) and should_stop is not None and should_stop():
+                raise stopped(i + 1)
+    finally:
+        results.close()  # an executor stops its remaining work (Ray kills its actors)
     frame = store.read(key)
     return SweepResult(key=key, spec=spec, values=to_tensor(frame, probes, spec, *vlm.site.shape), probe_ids=tuple(it.id for it in probes),
                        tasks=tuple(it.task for it in probes), relations=tuple(it.relation for it in probes),
