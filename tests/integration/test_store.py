@@ -164,9 +164,9 @@ def test_cli_sweep_store_round_trip(llava_folder, six, tmp_path):
     args = ["sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "probes"), "--alpha", "0,2", "--store", str(tmp_path / "s")]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "1 chunks computed, 0 from the store" in r.output and "L1H" in r.output
+    assert "1 chunks computed (local executor), 0 from the store" in r.output and "L1H" in r.output
     r = runner.invoke(app, args)
-    assert r.exit_code == 0 and "0 chunks computed, 1 from the store" in r.output
+    assert r.exit_code == 0 and "0 chunks computed (local executor), 1 from the store" in r.output
     r = runner.invoke(app, ["store", "ls", "--store", str(tmp_path / "s")])
     assert r.exit_code == 0 and "1/1" in r.output
     key = EffectStore(tmp_path / "s").ls()[0].key
