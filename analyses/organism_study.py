@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -159,7 +160,7 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Pat
         "",
         f"Command: `python analyses/organism_study.py --seeds {args.seeds} --n-train {args.n_train} --epochs {args.epochs} "
         f"--batch {args.batch} --lr {args.lr} --patience {args.patience}"
-        + (f" --methods {args.methods} --out {Path(args.out).relative_to(Path.cwd()) if Path(args.out).is_absolute() else args.out}"
+        + (f" --methods {args.methods} --out {os.path.relpath(args.out) if Path(args.out).is_relative_to(Path.cwd()) else args.out}"
            if args.out != str(RESULTS / "organism_study") else "") + "`",
         "",
         f"Planted: heads {planted_rec['heads']} × {planted_rec['factor']}. Held-out (500 probes): intact spatial "
