@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from workbench.errors import Cancelled, WorkbenchError
+from workbench.jobs.registry import pid_alive
 from workbench.store.effects import EffectStore
 from workbench.sweeps.engine import SweepSpec
 from workbench.sweeps.executors import RayExecutor, make_executor
@@ -68,9 +69,9 @@ def test_cancel_stops_the_ray_workers_and_keeps_finished_chunks(local_ray, llava
     (entry,) = store.ls()
     assert entry.done == max(done) >= 2 and not entry.complete
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in executor.last_worker_pids) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in executor.last_worker_pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in executor.last_worker_pids), "the actors outlived the cancel"
+    assert not any(pid_alive(pid) for pid in executor.last_worker_pids), "the actors outlived the cancel"
 
 
 def test_a_worker_with_another_model_is_refused(local_ray, llava_vlm, probes32, tmp_path):
@@ -108,11 +109,3 @@ def test_cli_sweep_on_ray_starts_and_stops_its_own_instance(llava_folder, probes
     bad = subprocess.run([sys.executable, "-m", "workbench", "sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "probes"),
                           "--store", str(tmp_path / "s2"), "--executor", "dask"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "unknown executor 'dask'" in bad.stderr + bad.stdout
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (FileNotFoundError, IndexError):
-        return False

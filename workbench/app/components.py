@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import dcc, html
+from dash import html
 
+from workbench.app.data import ALL
 from workbench.jobs.registry import Job
 
 DIVERGING = "RdBu"  # negative (the metric fell) red, positive blue, 0 white
@@ -59,16 +60,12 @@ def field(label: str, control, error_id: str | None = None, hint: str = "") -> h
     return html.Div(children, className="field")
 
 
-STATE_CLASS = {"queued": "state-queued", "running": "state-running", "done": "state-done", "failed": "state-failed",
-               "cancelled": "state-cancelled"}
-
-
 def job_card(job: Job, cancel_id: dict, extra=None) -> html.Div:
     """One job: label, state, a progress bar with its percentage and message, and a cancel button while it runs."""
     pct = round(100 * job.fraction)
     message = job.error if job.state in ("failed", "cancelled") else job.progress.get("message", "")
     return html.Div([
-        html.Div([html.Span(job.label, className="job-label"), html.Span(job.state, className=f"job-state {STATE_CLASS[job.state]}"),
+        html.Div([html.Span(job.label, className="job-label"), html.Span(job.state, className=f"job-state state-{job.state}"),
                   html.Button("Cancel", id=cancel_id, className="button-small", n_clicks=0,
                               disabled=job.final or job.cancel_requested, style={"display": "none" if job.final else None})],
                  className="job-head"),
@@ -78,10 +75,6 @@ def job_card(job: Job, cancel_id: dict, extra=None) -> html.Div:
     ], className="job-card", id={"type": cancel_id["type"].replace("cancel", "card"), "id": job.id}, **{"data-state": job.state})
 
 
-def dropdown_options(values, labels=None) -> list[dict]:
-    labels = labels or [str(v) for v in values]
-    return [{"label": lab, "value": v} for v, lab in zip(values, labels)]
-
-
-def download(id_: str) -> dcc.Download:
-    return dcc.Download(id=id_)
+def relation_options(relations=()) -> list[dict]:
+    """The relation filter's choices: every probe (``data.ALL``), then each relation the sweep's probes have."""
+    return [{"label": "all probes", "value": ALL}] + [{"label": r, "value": r} for r in sorted(set(relations) - {""})]

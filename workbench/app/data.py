@@ -197,10 +197,9 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
             "attention": attention}
 
 
-def prefetch_head_pages(root: str | Path, key: str) -> None:
-    """Load what every head page of sweep ``key`` reads besides the sweep itself (its probe set and attention
-    maps; both cached by the library), so the first click on the heatmap costs no more than the next ones."""
-    manifest = EffectStore(root).manifest(key)
+def prefetch_head_pages(root: str | Path, manifest: dict) -> None:
+    """Load what every head page of a sweep (its ``manifest``) reads besides the sweep itself (its probe set and
+    attention maps; both cached by the library), so the first click on the heatmap costs no more than the next ones."""
     library = Library(root)
     try:
         library.probes(manifest["probeset_hash"])

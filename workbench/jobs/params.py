@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.interventions.core import POSITIONS
+from workbench.metrics import METRICS
+from workbench.scale.vector import MODES
 
-METRICS = ("logit_diff", "accuracy", "p_correct", "kl")
-POSITIONS = ("last", "all")
-TARGETS = ("heads", "mlp")
-MODES = ("attn", "mlp", "both")
+TARGETS = ("heads", "mlp")  # = workbench.sweeps.engine.TARGETS, not imported: the engine pulls in the model loader
 DEFAULT_PROBES = "default"  # the seeded spatial probes of the organism's held-out set
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEAD = re.compile(r"^(?:L(\d+)H(\d+)|(\d+):(\d+))$", re.IGNORECASE)

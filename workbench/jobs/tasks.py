@@ -20,9 +20,8 @@ from typing import Protocol
 
 from workbench.errors import Cancelled
 from workbench.jobs.params import DEFAULT_PROBES
+from workbench.probes.items import SPATIAL_TASKS
 from workbench.probes.probeset import ProbeSet
-
-SPATIAL_TASKS = ("relation", "verify")
 
 
 class Reporter(Protocol):
@@ -106,19 +105,19 @@ def train_task(params: dict, report: Reporter) -> dict:
                       epochs=params["epochs"], batch=params["batch"], seed=params["seed"])
     train, test = _splits(params)
     vlm = _load_model(params, report, eager=True)
-    steps = {"n": 0}
-    total = cfg.epochs * -(-len(train) // cfg.batch)
+    steps = {"n": 0, "total": 0}  # total: fit's steps per epoch (after its validation split) × epochs
 
     def progress(p: dict) -> None:
         if p["kind"] == "step":
             steps["n"] += 1
-            report.progress(steps["n"], total, f"epoch {p['epoch']} · loss {p['loss']:.3f} · accuracy {p['accuracy']:.1%}")
+            steps["total"] = cfg.epochs * p["steps"]
+            report.progress(steps["n"], steps["total"], f"epoch {p['epoch']} · loss {p['loss']:.3f} · accuracy {p['accuracy']:.1%}")
         report.point({**p, "global_step": steps["n"]})
 
     vector = train_scales(vlm, train, cfg, heads=params["heads"], progress=progress, should_stop=report.should_stop)
     if vector.metrics.get("stopped") == "cancelled":
-        raise Cancelled(f"training cancelled at step {steps['n']} of {total}; nothing saved")
-    report.progress(total, total, "scoring the test probes")
+        raise Cancelled(f"training cancelled at step {steps['n']} of {steps['total']}; nothing saved")
+    report.progress(steps["n"], steps["n"], "scoring the test probes")
     before = score(vlm, test, backend="torch")
     after = score(vlm, test, vector.interventions(), backend="torch")
     vector.metrics["eval"] = {"probes": test.name, "probes_hash": test.hash, "n": len(test),

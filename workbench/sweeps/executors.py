@@ -56,7 +56,7 @@ class _ChunkWorker:
     def __init__(self, source: str, load_kwargs: dict, fingerprint: str, threads: int):
         from workbench.models.load import load_vlm
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(threads)
         self.error: str | None = None
         self.vlm = load_vlm(source, **load_kwargs)
         if self.vlm.fingerprint != fingerprint:
@@ -99,7 +99,7 @@ class RayExecutor:
         try:
             cls = ray.remote(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker)(_ChunkWorker)
             n = min(self.workers, len(chunks))
-            actors = [cls.remote(vlm.source, self.load_kwargs, vlm.fingerprint, int(self.cpus_per_worker) or 1) for _ in range(n)]
+            actors = [cls.remote(vlm.source, self.load_kwargs, vlm.fingerprint, max(1, int(self.cpus_per_worker))) for _ in range(n)]
             probes_ref = ray.put(probes)
             queue = list(chunks)
             pending: dict[Any, tuple[Any, Chunk]] = {}

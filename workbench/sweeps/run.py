@@ -84,21 +84,23 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     todo, corrupt = store.missing(key, [c.name for c in chunks])
     for report in corrupt:
         log(f"warning: {report}")
-    pending = [c for c in chunks if c.name in set(todo)]
+    todo = set(todo)
+    pending = [c for c in chunks if c.name in todo]
     if progress:
         progress(0, len(pending))
-    stopped = lambda done: Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks "  # noqa: E731
-                                     "(the store keeps them; rerun to resume)")
-    if pending and should_stop is not None and should_stop():
-        raise stopped(0)
+
+    def check_stop(done: int) -> None:
+        if done < len(pending) and should_stop is not None and should_stop():
+            raise Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks (the store keeps them; rerun to resume)")
+
+    check_stop(0)
     results = (executor or LocalExecutor()).map(vlm, probes, spec, pending, engine=engine, **run_kwargs)
     try:
-        for i, (chunk, values) in enumerate(results):
+        for done, (chunk, values) in enumerate(results, 1):
             store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
             if progress:
-                progress(i + 1, len(pending))
-            if i + 1 < len(pending) and should_stop is not None and should_stop():
-                raise stopped(i + 1)
+                progress(done, len(pending))
+            check_stop(done)
     finally:
         results.close()  # an executor stops its remaining work (Ray kills its actors)
     frame = store.read(key)

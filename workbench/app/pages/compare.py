@@ -42,13 +42,13 @@ def layout(**_):
     ])
 
 
-def _matrix(item: str) -> tuple[np.ndarray, str, str, dict]:
-    """(values [layer, head], title, kind, table row) for one selected item."""
+def _matrix(item: str, saved: dict[str, dict]) -> tuple[np.ndarray, str, str, dict]:
+    """(values [layer, head], title, kind, table row) for one selected item; ``saved``: the store's vectors by name."""
     kind, name = item.split(":", 1)
     root = current().store
     if kind == "vector":
         attn, mlp = data.vector_matrix(root, name)
-        v = next(r for r in data.vectors(root) if r["name"] == name)
+        v = saved[name]
         pct = lambda x: "" if x is None else f"{100 * x:.1f}%"  # noqa: E731
         row = {"item": f"vector {name}", "model": v["model"], "spatial before": pct(v["before"].get("spatial")),
                "spatial after": pct(v["after"].get("spatial")), "scales ≠ 1": int((np.abs(attn - 1) > 1e-6).sum()),
@@ -69,7 +69,8 @@ def draw(selected):
     selected = selected or []
     if len(selected) < 2:
         return [], [], [], "Choose at least two items to compare."
-    mats = [_matrix(s) for s in selected]
+    saved = {v["name"]: v for v in data.vectors(current().store)}
+    mats = [_matrix(s, saved) for s in selected]
     figs = [dcc.Graph(figure=heatmap(v, title, zmid=1.0 if kind == "vector" else 0.0), config={"displaylogo": False})
             for v, title, kind, _ in mats]
     (a, ta, ka, _), (b, tb, kb, _) = mats[0], mats[1]

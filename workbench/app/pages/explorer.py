@@ -11,7 +11,7 @@ import dash
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from workbench.app import data, ids
-from workbench.app.components import empty_figure, field, heatmap
+from workbench.app.components import empty_figure, field, heatmap, relation_options
 from workbench.app.settings import current
 
 dash.register_page(__name__, path="/", name="Explorer", order=0)
@@ -86,11 +86,8 @@ def choose(rows, *values):
 
 @callback(Output(E.relation, "options"), Output(E.relation, "value"), Input(E.key, "data"), State(E.relation, "value"))
 def relations(key, value):
-    if not key:
-        return [{"label": "all probes", "value": data.ALL}], data.ALL
-    rels = sorted(set(data.sweep_data(current().store, key).relations) - {""})
-    options = [{"label": "all probes", "value": data.ALL}] + [{"label": r, "value": r} for r in rels]
-    return options, value if value in rels or value == data.ALL else data.ALL
+    options = relation_options(data.sweep_data(current().store, key).relations if key else ())
+    return options, value if value in {o["value"] for o in options} else data.ALL
 
 
 @callback(Output(E.heatmap, "figure"), Output(E.info, "children"), Input(E.key, "data"), Input(E.alpha, "value"),
@@ -98,13 +95,13 @@ def relations(key, value):
 def draw(key, alpha, relation):
     if not key or alpha is None:
         return empty_figure("no sweep selected"), ""
-    m = data.matrix(current().store, key, alpha, relation or data.ALL)
     sd = data.sweep_data(current().store, key)
+    m = data.matrix(current().store, key, alpha, relation or data.ALL)
     rel = "all probes" if m.relation == data.ALL else f"relation {m.relation}"
     title = f"mean Δ{m.metric} when one head is scaled to α = {alpha:g} ({rel}, n = {m.n_probes})"
     info = [html.Span(f"sweep {key[:12]}", className="mono"), " · ", sd.manifest["model"], " · ", f"{sd.manifest['probes']}",
             " · ", f"{len(sd.alphas)} α × {sd.shape[0]} layers × {sd.shape[1]} heads"]
-    data.prefetch_head_pages(current().store, key)  # the next click is on the timed path
+    data.prefetch_head_pages(current().store, sd.manifest)  # the next click is on the timed path
     return heatmap(m.mean, title, m.low, m.high, colorbar=f"Δ {m.metric}"), info
 
 

@@ -10,7 +10,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from workbench.app import data, exports, ids
-from workbench.app.components import field
+from workbench.app.components import field, relation_options
 from workbench.app.settings import current
 from workbench.errors import WorkbenchError
 from workbench.jobs.params import NAME_PATTERN
@@ -57,10 +57,9 @@ def layout(**_):
 @callback(Output(X.alpha, "options"), Output(X.alpha, "value"), Output(X.relation, "options"), Input(X.sweep, "value"))
 def sweep_choices(key):
     if not key:
-        return [], None, [{"label": "all probes", "value": data.ALL}]
+        return [], None, relation_options()
     sd = data.sweep_data(current().store, key)
-    rels = [{"label": "all probes", "value": data.ALL}] + [{"label": r, "value": r} for r in sorted(set(sd.relations) - {""})]
-    return [{"label": f"{a:g}", "value": a} for a in sd.alphas], sd.alphas[0], rels
+    return [{"label": f"{a:g}", "value": a} for a in sd.alphas], sd.alphas[0], relation_options(sd.relations)
 
 
 def _headset(key, alpha, relation, k):

@@ -109,8 +109,7 @@ def curves(points: list[dict]) -> go.Figure:
     return fig
 
 
-def _vector_table() -> dash_table.DataTable | html.P:
-    rows = data.vectors(current().store)
+def _vector_table(rows: list[dict]) -> dash_table.DataTable | html.P:
     if not rows:
         return html.P("No saved vector yet.", className="hint")
     fmt = lambda v: "" if v is None else f"{100 * v:.1f}%"  # noqa: E731
@@ -128,18 +127,18 @@ def watch(_, job_id, seen):
     listed = registry.list("train")
     options = run_options(listed)
     job = next((j for j in listed if j.id == job_id), listed[0] if listed and job_id is None else None)
-    signature = [options, job and [job.id, job.state, job.progress, len(job.points), job.cancel_requested],
-                 [v["name"] for v in data.vectors(current().store)]]
+    saved = data.vectors(current().store)  # read once per tick: the signature and the table share it
+    signature = [options, job and [job.id, job.state, job.progress, len(job.points), job.cancel_requested], [v["name"] for v in saved]]
     if signature == seen:
         return no_update, no_update, no_update, no_update, no_update
     if job is None:
-        return options, html.P("Launch a run to see its curves here.", className="hint"), curves([]), _vector_table(), signature
+        return options, html.P("Launch a run to see its curves here.", className="hint"), curves([]), _vector_table(saved), signature
     extra = None
     if job.state == "done":
         r = job.result
         extra = html.Div(f"saved {r['name']}: spatial accuracy {100 * (r['accuracy_before'] or 0):.1f}% → "
                          f"{100 * (r['accuracy_after'] or 0):.1f}% on the test probes", className="job-result")
-    return options, job_card(job, T.match("cancel", job.id), extra), curves(list(job.points)), _vector_table(), signature
+    return options, job_card(job, T.match("cancel", job.id), extra), curves(list(job.points)), _vector_table(saved), signature
 
 
 @callback(Output(T.message, "children", allow_duplicate=True), Input(T.match("cancel", ALL), "n_clicks"), prevent_initial_call=True)
