@@ -6,6 +6,9 @@ two runs of one recipe are compared on the fixed 500-probe evaluation set, task 
 
     # one run (a GPU takes ~10 min; a CPU days): writes DIR/NAME (a model folder) and DIR/NAME.log
     python analyses/organism_retrain.py train --out DIR --name a --seed 0
+    # a large pool of training items rendered once by all CPUs, shared (memory-mapped) by the runs
+    python analyses/organism_retrain.py pool --dir /dev/shm/pool --n-train 2000000
+    python analyses/organism_retrain.py train --out DIR --name a --data pool --pool /dev/shm/pool --n-train 2000000
     # the table: one column per run, the largest gap between runs, and the pass/fail per task
     python analyses/organism_retrain.py table DIR/a DIR/b
 
@@ -19,17 +22,42 @@ import json
 import sys
 from pathlib import Path
 
+OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
+           ("--eval-every", int), ("--layers", int), ("--patch", int))
+
+
+def config(args: argparse.Namespace):
+    from workbench.organism.train import OrganismConfig
+
+    given = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in OPTIONS}
+    return OrganismConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+
 
 def train_one(args: argparse.Namespace) -> None:
-    from workbench.organism.train import OrganismConfig, train
+    from workbench.organism.train import train
 
-    cfg = OrganismConfig(seed=args.seed, **{k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("steps", args.steps),
-                                                               ("n_train", args.n_train)) if v is not None})
     out = Path(args.out) / args.name
+    out.parent.mkdir(parents=True, exist_ok=True)
     with open(Path(args.out) / f"{args.name}.log", "a", buffering=1) as log:
-        summary = train(cfg, out, device=args.device, log=lambda m: print(m, file=log),
-                        checkpoint=Path(args.out) / f"{args.name}.ckpt")
+        summary = train(config(args), out, device=args.device, log=lambda m: print(m, file=log),
+                        checkpoint=Path(args.out) / f"{args.name}.ckpt", pool_dir=Path(args.pool) if args.pool else None)
         print(json.dumps(summary["eval"]), file=log)
+
+
+def build_pool(args: argparse.Namespace) -> None:
+    import tempfile
+    import time
+
+    from workbench.organism.data import pool_key, render_pool, save_pool
+    from workbench.organism.train import build
+
+    cfg = config(args)
+    t = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, _, processor = build(cfg, Path(tmp) / "m")
+        data = render_pool(processor, cfg.seed, cfg.n_train, cfg.canvas, workers=args.workers)
+    save_pool(data, Path(args.dir), pool_key(cfg.seed, cfg.n_train, cfg.canvas))
+    print(f"pool of {cfg.n_train:,} items in {args.dir}: {time.time() - t:.0f}s")
 
 
 def table(folders: list[str]) -> int:
@@ -57,13 +85,22 @@ def main() -> int:
     t.add_argument("--name", required=True)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    for flag, kind in (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int)):
-        t.add_argument(flag, type=kind, default=None)
+    t.add_argument("--pool", default=None, help="folder of a pool built by `pool` (data=pool)")
+    p = sub.add_parser("pool")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
+    for parser in (t, p):
+        for flag, kind in OPTIONS:
+            parser.add_argument(flag, type=kind, default=None)
     c = sub.add_parser("table")
     c.add_argument("folders", nargs="+")
     args = ap.parse_args()
     if args.cmd == "train":
         train_one(args)
+        return 0
+    if args.cmd == "pool":
+        build_pool(args)
         return 0
     return table(args.folders)
 

@@ -92,7 +92,7 @@ def test_plant_refuses_a_model_without_spatial_heads(llava_folder, tmp_path):
 
 
 def test_vectorised_encoding_equals_the_processor_and_refuses_a_mismatch(llava_vlm, probes32, small_probes):
-    from workbench.organism.train import encode
+    from workbench.organism.data import encode
 
     proc = llava_vlm.processor
     data = encode(proc, probes32, check=len(probes32))  # every item compared with the processor's own output
@@ -102,3 +102,38 @@ def test_vectorised_encoding_equals_the_processor_and_refuses_a_mismatch(llava_v
     assert torch.equal(mine["input_ids"], ref["input_ids"]) and torch.allclose(mine["pixel_values"], ref["pixel_values"], atol=1e-5)
     with pytest.raises(WorkbenchError, match="disagrees with the model's processor"):
         encode(proc, small_probes.filter(lambda it: True))  # 64 px scenes for a 32 px model: the processor resizes
+
+
+def test_training_pool_is_the_same_for_any_worker_count_and_round_trips(tmp_path):
+    """A pool is chunks of independent streams: 1 or 2 workers give identical arrays; its scenes never hold a
+    held-out pair; saved and loaded (pixels memory-mapped) it is unchanged; another config's key is refused."""
+    from workbench.organism.data import CHUNK, load_pool, pool_key, render_pool, save_pool
+    from workbench.organism.train import build
+
+    cfg = OrganismConfig(**{**TINY, "n_train": CHUNK + 40, "data": "pool"})
+    _, _, proc = build(cfg, tmp_path / "m")
+    one = render_pool(proc, cfg.seed, cfg.n_train, cfg.canvas, workers=1, log=lambda m: None)
+    two = render_pool(proc, cfg.seed, cfg.n_train, cfg.canvas, workers=2, log=lambda m: None)
+    assert one.pixels.shape == (CHUNK + 40, 64, 64, 3) and torch.equal(one.pixels, two.pixels)
+    assert torch.equal(one.input_ids, two.input_ids) and torch.equal(one.option_ids, two.option_ids) and one.tasks == two.tasks
+    assert not torch.equal(one.pixels[:40], one.pixels[CHUNK:])  # chunks draw from different streams
+    from workbench.probes.generate import ProbeConfig, heldout_pairs, train_chunk
+
+    held = heldout_pairs(ProbeConfig(seed=cfg.seed))
+    assert held and not any({(o.color, o.shape) for o in scene.objects} & held for scene, _ in train_chunk(ProbeConfig(seed=0), 3, 500))
+    key = pool_key(cfg.seed, cfg.n_train, cfg.canvas)
+    save_pool(one, tmp_path / "pool", key)
+    back = load_pool(tmp_path / "pool", key)
+    assert torch.equal(back.pixels, one.pixels) and torch.equal(back.answer_token, one.answer_token)
+    assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == ["meta.pt", "pixels.npy"]  # no temporary files left
+    with pytest.raises(WorkbenchError, match="was built for"):
+        load_pool(tmp_path / "pool", pool_key(cfg.seed + 1, cfg.n_train, cfg.canvas))
+
+
+@pytest.mark.slow
+def test_training_from_a_pool_is_seeded(tmp_path):
+    cfg = OrganismConfig(**{**TINY, "n_train": 300, "data": "pool"})
+    s1 = train(cfg, tmp_path / "m1", device="cpu", log=lambda m: None, pool_dir=tmp_path / "pool")
+    assert (tmp_path / "pool" / "pixels.npy").is_file()  # built by the first run, loaded by the second
+    s2 = train(cfg, tmp_path / "m2", device="cpu", log=lambda m: None, pool_dir=tmp_path / "pool")
+    assert [p["loss"] for p in s1["curve"]] == [p["loss"] for p in s2["curve"]] and s1["eval"] == s2["eval"]

@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from workbench import metrics
 from workbench.errors import WorkbenchError
-from workbench.models.prompts import option_token_ids, prompt_text
 from workbench.models.scaffold import llava_config, save_llava_folder, word_tokenizer
+from workbench.organism.data import Encoded, encode, load_pool, pool_key, render_pool, save_pool
 from workbench.probes.generate import ProbeConfig, generate
 from workbench.probes.probeset import ProbeSet
 
@@ -41,6 +41,7 @@ from workbench.probes.probeset import ProbeSet
 class OrganismConfig:
     seed: int = 0
     n_train: int = 200_000  # distinct training probes, rendered once (40K: control memorised; 1M: too slow to learn in 8K steps)
+    data: str = "set"  # "set": one generate() call (the shipped 200K recipe); "pool": chunked streams rendered in parallel
     steps: int = 10_000
     batch: int = 512
     lr: float = 1.5e-3
@@ -69,84 +70,28 @@ def fresh_probes(seed: int = 0, canvas: int = 64, n: int = 500) -> ProbeSet:
     return generate(ProbeConfig(n=n, seed=10_000 + seed, canvas=canvas, test_fraction=0.0))
 
 
-def train_probes(cfg: OrganismConfig) -> ProbeSet:
-    """Training probes: the train split only (``test_fraction=0``), same seed, same held-out pairs."""
-    return generate(ProbeConfig(n=cfg.n_train, seed=cfg.seed, canvas=cfg.canvas, test_fraction=0.0))
-
-
-@dataclass
-class Encoded:
-    """A probe set turned into tensors once: left-padded ids, raw pixels, option ids, answers.
-
-    Pixels stay ``uint8`` ([n, H, W, 3], a quarter of float32's memory, so 200K training images fit
-    in ~2.5 GB) and are normalised per batch, on the device, exactly as the processor would."""
-
-    input_ids: torch.Tensor  # [n, seq]
-    attention_mask: torch.Tensor  # [n, seq]
-    pixels: torch.Tensor  # [n, H, W, 3] uint8
-    mean: torch.Tensor  # [3] the processor's normalisation, applied after rescaling by 1/255
-    std: torch.Tensor  # [3]
-    option_ids: torch.Tensor  # [n, K]
-    answer: torch.Tensor  # [n] index into options
-    answer_token: torch.Tensor  # [n] vocabulary id of the answer
-    tasks: list[str]
-
-    def to(self, device: torch.device) -> Encoded:
-        move = {k: getattr(self, k).to(device) for k in ("input_ids", "attention_mask", "pixels", "mean", "std", "answer_token")}
-        return Encoded(**move, option_ids=self.option_ids, answer=self.answer, tasks=self.tasks)
-
-    def pixel_values(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.pixels[idx.to(self.pixels.device)].permute(0, 3, 1, 2).float() / 255.0  # [b, 3, H, W]
-        return (x - self.mean[:, None, None]) / self.std[:, None, None]
-
-    def batch(self, idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
-        idx = idx.to(self.input_ids.device)
-        mask = self.attention_mask[idx]
-        keep = int(mask.sum(1).max())  # drop columns that are padding in every row of this batch
-        return {"input_ids": self.input_ids[idx, -keep:].to(device), "attention_mask": mask[:, -keep:].to(device),
-                "pixel_values": self.pixel_values(idx).to(device)}
-
-
-def encode(processor, probes: ProbeSet, check: int = 32) -> Encoded:
-    """Tokenise and rasterise a probe set, vectorised (the processor costs ~1 ms an item, too slow
-    for 200K items). Text: the chat prompt with ``<image>`` expanded to the image's token count,
-    through the tokenizer; pixels: the decoded RGB arrays. The first ``check`` items are encoded
-    through the processor as well, and any difference (a processor that resizes, crops or
-    tokenises differently) is an error, not a silent drift between training and serving."""
-    tok = processor.tokenizer
-    tok.padding_side = "left"
-    ip = processor.image_processor
-    prompts = [prompt_text(processor, it.question) for it in probes]
-    n = min(check, len(probes))
-    ref = processor(text=prompts[:n], images=[probes.image(it) for it in probes.items[:n]], padding="longest", return_tensors="pt")
-    n_img = int((ref["input_ids"][0] == tok.convert_tokens_to_ids(processor.image_token)).sum())
-    expanded = [p.replace(processor.image_token, processor.image_token * n_img) for p in prompts]
-    ids = tok(expanded, padding="longest", return_tensors="pt")
-    pixels = torch.from_numpy(np.stack([np.asarray(probes.image(it).convert("RGB")) for it in probes]))
-    mean, std = torch.tensor(ip.image_mean, dtype=torch.float32), torch.tensor(ip.image_std, dtype=torch.float32)
-    k = max(len(it.options) for it in probes)
-    option_ids = torch.full((len(probes), k), -1, dtype=torch.long)
-    for row, (it, p) in enumerate(zip(probes, prompts)):
-        option_ids[row, : len(it.options)] = torch.tensor(option_token_ids(tok, p, it.options))
-    answer = torch.tensor([it.answer_index for it in probes])
-    data = Encoded(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"], pixels=pixels, mean=mean, std=std,
-                   option_ids=option_ids, answer=answer, answer_token=metrics.answer_token(option_ids, answer),
-                   tasks=[it.task for it in probes])
-    _check_against_processor(ref, data, n)
+def training_data(cfg: OrganismConfig, processor, pool_dir: Path | None = None, log: Callable[[str], None] = print) -> Encoded:
+    """The encoded training items: the train split of one generation (``data="set"``), or a pool of
+    chunked streams (``data="pool"``, see :mod:`workbench.organism.data`), loaded from ``pool_dir``
+    when one was built there for this config and saved there otherwise."""
+    if cfg.data == "set":
+        return encode(processor, train_probes(cfg))
+    if cfg.data != "pool":
+        raise WorkbenchError(f"unknown training data kind {cfg.data!r}", "use data='set' or 'pool'")
+    key = pool_key(cfg.seed, cfg.n_train, cfg.canvas)
+    if pool_dir is not None and (pool_dir / "meta.pt").is_file():
+        log(f"training pool from {pool_dir}")
+        return load_pool(pool_dir, key)
+    data = render_pool(processor, cfg.seed, cfg.n_train, cfg.canvas, log=log)
+    if pool_dir is not None:
+        save_pool(data, pool_dir, key)
+        return load_pool(pool_dir, key)
     return data
 
 
-def _check_against_processor(ref, data: Encoded, n: int) -> None:
-    idx = torch.arange(n)
-    mine = data.batch(idx, torch.device("cpu"))
-    width = ref["input_ids"].shape[1]
-    same_ids = (mine["input_ids"].shape[1] >= width and torch.equal(mine["input_ids"][:, -width:], ref["input_ids"])
-                and bool((mine["attention_mask"][:, :-width] == 0).all()))
-    same_pixels = mine["pixel_values"].shape == ref["pixel_values"].shape and torch.allclose(
-        mine["pixel_values"], ref["pixel_values"].float(), atol=1e-5)
-    if not (same_ids and same_pixels):
-        raise WorkbenchError("the vectorised encoding disagrees with the model's processor",
-                             "train with images of the model's input size and the shipped PIL processor")
+def train_probes(cfg: OrganismConfig) -> ProbeSet:
+    """Training probes: the train split only (``test_fraction=0``), same seed, same held-out pairs."""
+    return generate(ProbeConfig(n=cfg.n_train, seed=cfg.seed, canvas=cfg.canvas, test_fraction=0.0))
 
 
 @torch.no_grad()
@@ -183,34 +128,45 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def build(cfg: OrganismConfig, out: Path):
+    """A freshly initialised organism written to ``out``, with its tokenizer and the processor loaded back
+    from that folder: the processor the checkpoint will ship with is the one that encodes the training data."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    tokenizer = word_tokenizer()
+    model = LlavaForConditionalGeneration(llava_config(len(tokenizer), image_size=cfg.canvas, patch_size=cfg.patch, layers=cfg.layers,
+                                                       heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
+                                                       vision_hidden=cfg.vision_hidden, vision_layers=cfg.vision_layers))
+    save_llava_folder(model, out, tokenizer)
+    return model, tokenizer, AutoProcessor.from_pretrained(out)
+
+
 def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[str], None] = print,
           progress: Callable[[int, dict], None] | None = None, checkpoint: Path | None = None,
-          stop_after: int | None = None) -> dict | None:
+          stop_after: int | None = None, pool_dir: Path | None = None) -> dict | None:
     """Train an organism and write it as a Hugging Face folder at ``out``; returns the summary.
 
     With ``checkpoint``, the full training state (weights, optimizer, schedule, random states,
     data order, curve) is written there atomically at every evaluation, and a run that finds one
     continues from it: an interrupted run resumed gives the same model as an uninterrupted one.
     ``stop_after`` ends the run (after checkpointing) at that step and returns None: training in
-    installments, e.g. across sessions on a CPU.
-    """
-    from transformers import LlavaForConditionalGeneration
+    installments, e.g. across sessions on a CPU. ``pool_dir``: where a ``data="pool"`` config's
+    pool is loaded from (or saved to), so that runs of one recipe share it.
 
+    On CUDA, deterministic algorithms are asked for (``warn_only``: an op without one warns instead
+    of failing) so that two runs of one config follow the same trajectory as far as the kernels allow.
+    """
     dev = pick_device(device)
+    if dev.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts, i.e. at the first matmul below
+        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    tokenizer = word_tokenizer()
-    model = LlavaForConditionalGeneration(llava_config(len(tokenizer), image_size=cfg.canvas, patch_size=cfg.patch, layers=cfg.layers,
-                                                       heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
-                                                       vision_hidden=cfg.vision_hidden, vision_layers=cfg.vision_layers))
-    # the processor the checkpoint will ship with is the one that encodes the training data
-    save_llava_folder(model, out, tokenizer)
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(out)
+    model, tokenizer, processor = build(cfg, out)
     log(f"rendering {cfg.n_train} training probes and 500 evaluation probes")
-    data, eval_data = encode(processor, train_probes(cfg)), encode(processor, eval_probes(cfg.seed, cfg.canvas))
-    data, eval_data = data.to(dev), eval_data.to(dev)  # a few GB at most: no per-step host copies
+    data, eval_data = training_data(cfg, processor, pool_dir, log), encode(processor, eval_probes(cfg.seed, cfg.canvas))
+    # a set fits on the device whole (no per-step host copies); a pool's pixels stay in (shared) host memory
+    data, eval_data = data.to(dev, pixels=cfg.data == "set"), eval_data.to(dev)
     log(f"data ready in {time.time() - t0:.0f}s; {sum(p.numel() for p in model.parameters()):,} parameters; device {dev}")
     model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

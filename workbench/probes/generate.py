@@ -183,6 +183,28 @@ class _Drawer:
         raise AssertionError(task)
 
 
+def _draws(cfg: ProbeConfig, split: str, n: int, heldout: frozenset, rng: np.random.Generator):
+    """(scene, question, redraw) for the n scheduled items of one split; ``redraw()`` draws the
+    same scheduled (task, occurrence) again."""
+    drawer = _Drawer(cfg, split, heldout, rng)
+    for task, k in _schedule(cfg, n, rng):
+        scene, q = drawer.draw(task, k)
+        yield scene, q, (lambda task=task, k=k: drawer.draw(task, k))
+
+
+def train_chunk(cfg: ProbeConfig, chunk: int, n: int) -> list[tuple[Scene, dict]]:
+    """n training-split (scene, question) pairs from chunk ``chunk``'s own random stream of ``cfg.seed``.
+
+    For training sets too large to render in one process (the organism's): chunks are independent,
+    so any number of workers render them in any order and the concatenation is always the same.
+    The held-out pairs are ``cfg``'s, so no chunk ever holds a scene of the test split. Scenes
+    are not de-duplicated across chunks (nor against :func:`generate`'s train split), only
+    against the test split, which they cannot meet by construction."""
+    cfg.validate()
+    rng = np.random.default_rng([cfg.seed, SPLIT_STREAMS["train"], 1_000 + chunk])
+    return [(scene, q) for scene, q, _ in _draws(cfg, "train", n, heldout_pairs(cfg), rng)]
+
+
 def _png(img) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, compress_level=6)
@@ -203,11 +225,9 @@ def generate(cfg: ProbeConfig, progress: Callable[[int], None] | None = None) ->
     train_scenes: set[str] = set()
     for split, n_split in plan:
         rng = np.random.default_rng([cfg.seed, SPLIT_STREAMS[split]])
-        drawer = _Drawer(cfg, split, heldout, rng)
-        for task, k in _schedule(cfg, n_split, rng):
-            scene, q = drawer.draw(task, k)
+        for scene, q, redraw in _draws(cfg, split, n_split, heldout, rng):
             while split == "test" and scene.scene_id() in train_scenes:  # never share a scene
-                scene, q = drawer.draw(task, k)
+                scene, q = redraw()
             if split == "train":
                 train_scenes.add(scene.scene_id())
             item_id = f"{len(items):06d}"

@@ -1,0 +1,204 @@
+"""Training data for the organism as tensors: encoding, and a large pool rendered in parallel.
+
+Why a module of its own: the organism must see millions of scenes to learn its control tasks
+(color, shape, count, existence) instead of memorising them — a 200K-probe set was learned by
+heart (train loss 0.07, held-out shape accuracy 57%). Rendering and tokenising through the
+processor costs ~1 ms an item, so a pool of millions is built differently:
+
+- scenes come from :func:`workbench.probes.generate.train_chunk`, in chunks of :data:`CHUNK`
+  items with a random stream each, rendered by worker processes in any order (the result does not
+  depend on the number of workers);
+- pixels stay raw ``uint8`` ``[n, H, W, 3]`` and are normalised per batch on the device, exactly as
+  the processor would;
+- text is tokenised once per *distinct* question (a few thousand of them), then left-padded.
+
+:func:`encode_arrays` checks its first items against the processor itself; any difference (a
+processor that resizes, crops or tokenises differently) is an error, never a silent drift
+between training and serving. A pool is saved as ``pixels.npy`` plus a small ``meta.pt`` and
+loaded with the pixels memory-mapped, so several training runs share one copy in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workbench import metrics
+from workbench.errors import WorkbenchError
+from workbench.models.prompts import option_token_ids, prompt_text
+from workbench.probes.generate import ProbeConfig, train_chunk
+from workbench.probes.probeset import ProbeSet
+from workbench.probes.scenes import render
+
+CHUNK = 8192  # items per random stream of a pool
+
+
+@dataclass
+class Encoded:
+    """A probe set turned into tensors once: left-padded ids, raw pixels, option ids, answers.
+
+    Pixels stay ``uint8`` ([n, H, W, 3], a quarter of float32's memory) and are normalised per
+    batch, on the device, exactly as the processor would."""
+
+    input_ids: torch.Tensor  # [n, seq]
+    attention_mask: torch.Tensor  # [n, seq]
+    pixels: torch.Tensor  # [n, H, W, 3] uint8
+    mean: torch.Tensor  # [3] the processor's normalisation, applied after rescaling by 1/255
+    std: torch.Tensor  # [3]
+    option_ids: torch.Tensor  # [n, K]
+    answer: torch.Tensor  # [n] index into options
+    answer_token: torch.Tensor  # [n] vocabulary id of the answer
+    tasks: list[str]
+
+    def to(self, device: torch.device, pixels: bool = True) -> Encoded:
+        """Move to ``device``; ``pixels=False`` keeps the (large) pixels where they are and moves a batch at a time."""
+        keys = ("input_ids", "attention_mask", "mean", "std", "answer_token") + (("pixels",) if pixels else ())
+        move = {k: getattr(self, k).to(device) for k in keys}
+        return Encoded(**{"pixels": self.pixels, **move}, option_ids=self.option_ids, answer=self.answer, tasks=self.tasks)
+
+    def pixel_values(self, idx: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        raw = self.pixels[idx.to(self.pixels.device)]
+        if device is not None:
+            raw = raw.to(device, non_blocking=True)
+        x = raw.permute(0, 3, 1, 2).float() / 255.0  # [b, 3, H, W]
+        return (x - self.mean.to(x.device)[:, None, None]) / self.std.to(x.device)[:, None, None]
+
+    def batch(self, idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        idx = idx.to(self.input_ids.device)
+        mask = self.attention_mask[idx]
+        keep = int(mask.sum(1).max())  # drop columns that are padding in every row of this batch
+        return {"input_ids": self.input_ids[idx, -keep:].to(device), "attention_mask": mask[:, -keep:].to(device),
+                "pixel_values": self.pixel_values(idx, device)}
+
+
+def encode(processor, probes: ProbeSet, check: int = 32) -> Encoded:
+    """Tokenise and rasterise a probe set (see :func:`encode_arrays`)."""
+    pixels = np.stack([np.asarray(probes.image(it).convert("RGB")) for it in probes])
+    return encode_arrays(processor, pixels, [it.question for it in probes], [tuple(it.options) for it in probes],
+                         [it.answer_index for it in probes], [it.task for it in probes], check=check)
+
+
+def encode_arrays(processor, pixels: np.ndarray, questions: Sequence[str], options: Sequence[tuple[str, ...]],
+                  answers: Sequence[int], tasks: Sequence[str], check: int = 32) -> Encoded:
+    """Encode items given as arrays: pixels ``[n, H, W, 3]`` uint8, a question, options and answer index each.
+
+    Text: the chat prompt with ``<image>`` expanded to the image's token count, tokenised once per
+    distinct question and left-padded. The first ``check`` items also go through the processor
+    itself, and any difference is an error."""
+    tok = processor.tokenizer
+    tok.padding_side = "left"
+    n = min(check, len(questions))
+    ref_prompts = [prompt_text(processor, q) for q in questions[:n]]
+    ref = processor(text=ref_prompts, images=[Image.fromarray(p) for p in pixels[:n]], padding="longest", return_tensors="pt")
+    n_img = int((ref["input_ids"][0] == tok.convert_tokens_to_ids(processor.image_token)).sum())
+    distinct = list(dict.fromkeys(questions))
+    prompts = {q: prompt_text(processor, q) for q in distinct}
+    ids = [tok(prompts[q].replace(processor.image_token, processor.image_token * n_img))["input_ids"] for q in distinct]
+    width = max(len(v) for v in ids)
+    table = torch.full((len(distinct), width), tok.pad_token_id, dtype=torch.long)  # [distinct question, seq], left-padded
+    for row, seq in enumerate(ids):
+        table[row, width - len(seq):] = torch.tensor(seq)
+    row_of = {q: i for i, q in enumerate(distinct)}
+    which = torch.as_tensor([row_of[q] for q in questions], dtype=torch.long)  # [n] each item's question
+    input_ids = table[which]
+    mask = (torch.arange(width)[None, :] >= width - torch.tensor([len(v) for v in ids])[:, None]).long()[which]
+    pairs = list(dict.fromkeys(zip(questions, options)))  # distinct (question, options)
+    k = max(len(o) for o in options)
+    opt_table = torch.full((len(pairs), k), -1, dtype=torch.long)
+    for row, (q, opts) in enumerate(pairs):
+        opt_table[row, : len(opts)] = torch.tensor(option_token_ids(tok, prompts[q], opts))
+    pair_of = {pair: i for i, pair in enumerate(pairs)}
+    option_ids = opt_table[torch.as_tensor([pair_of[pair] for pair in zip(questions, options)], dtype=torch.long)]
+    ip = processor.image_processor
+    answer = torch.as_tensor(list(answers), dtype=torch.long)
+    data = Encoded(input_ids=input_ids, attention_mask=mask, pixels=torch.from_numpy(np.ascontiguousarray(pixels)),
+                   mean=torch.tensor(ip.image_mean, dtype=torch.float32), std=torch.tensor(ip.image_std, dtype=torch.float32),
+                   option_ids=option_ids, answer=answer, answer_token=metrics.answer_token(option_ids, answer), tasks=list(tasks))
+    _check_against_processor(ref, data, n)
+    return data
+
+
+def _check_against_processor(ref, data: Encoded, n: int) -> None:
+    mine = data.batch(torch.arange(n), torch.device("cpu"))
+    width = ref["input_ids"].shape[1]
+    same_ids = (mine["input_ids"].shape[1] >= width and torch.equal(mine["input_ids"][:, -width:], ref["input_ids"])
+                and bool((mine["attention_mask"][:, :-width] == 0).all()))
+    same_pixels = mine["pixel_values"].shape == ref["pixel_values"].shape and torch.allclose(
+        mine["pixel_values"], ref["pixel_values"].float(), atol=1e-5)
+    if not (same_ids and same_pixels):
+        raise WorkbenchError("the vectorised encoding disagrees with the model's processor",
+                             "train with images of the model's input size and the shipped PIL processor")
+
+
+# ----------------------------------------------------------------------------- the pool
+
+def _render_chunk(job: tuple[dict, int, int]) -> tuple[np.ndarray, list[str], list[tuple[str, ...]], list[int], list[str]]:
+    """Worker: one chunk's pixels and question fields (module level, so it pickles)."""
+    cfg_fields, chunk, n = job
+    pairs = train_chunk(ProbeConfig(**cfg_fields), chunk, n)
+    pixels = np.stack([np.asarray(render(scene)) for scene, _ in pairs])
+    return (pixels, [q["question"] for _, q in pairs], [tuple(q["options"]) for _, q in pairs],
+            [list(q["options"]).index(q["answer"]) for _, q in pairs], [q["task"] for _, q in pairs])
+
+
+def pool_key(seed: int, n: int, canvas: int) -> dict:
+    """What a pool's content depends on (besides the processor, which the encoding check covers)."""
+    return {"seed": seed, "n": n, "canvas": canvas, "chunk": CHUNK, "version": 1}
+
+
+def render_pool(processor, seed: int, n: int, canvas: int, workers: int = 0,
+                log: Callable[[str], None] = print) -> Encoded:
+    """n training items in chunks of :data:`CHUNK`, rendered by ``workers`` processes (0: one per CPU)."""
+    cfg = {"n": CHUNK, "seed": seed, "canvas": canvas, "test_fraction": 0.0}
+    jobs = [(cfg, c, min(CHUNK, n - c * CHUNK)) for c in range(-(-n // CHUNK))]
+    workers = workers or mp.cpu_count()
+    pixels = np.empty((n, canvas, canvas, 3), dtype=np.uint8)
+    questions: list[str] = []
+    options: list[tuple[str, ...]] = []
+    answers: list[int] = []
+    tasks: list[str] = []
+    with mp.get_context("fork").Pool(workers) as pool:
+        for c, (px, q, o, a, t) in enumerate(pool.imap(_render_chunk, jobs, chunksize=1)):  # ordered: same result for any worker count
+            pixels[c * CHUNK:c * CHUNK + len(px)] = px
+            questions += q
+            options += o
+            answers += a
+            tasks += t
+            if (c + 1) % 50 == 0:
+                log(f"rendered {min(n, (c + 1) * CHUNK):,} of {n:,}")
+    return encode_arrays(processor, pixels, questions, options, answers, tasks)
+
+
+def save_pool(data: Encoded, folder: Path, key: dict) -> None:
+    """``pixels.npy`` (memory-mappable) and ``meta.pt``; written under temporary names, then renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "pixels.tmp.npy", data.pixels.numpy())
+    torch.save({"key": key, "input_ids": data.input_ids, "attention_mask": data.attention_mask, "mean": data.mean, "std": data.std,
+                "option_ids": data.option_ids, "answer": data.answer, "tasks": data.tasks}, folder / "meta.tmp.pt")
+    (folder / "pixels.tmp.npy").replace(folder / "pixels.npy")
+    (folder / "meta.tmp.pt").replace(folder / "meta.pt")
+
+
+def load_pool(folder: Path, key: dict) -> Encoded:
+    """A saved pool, its pixels memory-mapped (shared between processes); refused if built for another key."""
+    if not (folder / "meta.pt").is_file() or not (folder / "pixels.npy").is_file():
+        raise WorkbenchError(f"{folder} holds no training pool", "build one with `analyses/organism_retrain.py pool`")
+    meta = torch.load(folder / "meta.pt", weights_only=False)
+    if meta["key"] != key:
+        raise WorkbenchError(f"the pool in {folder} was built for {json.dumps(meta['key'])}, not {json.dumps(key)}",
+                             "build a pool for this config or point at the right one")
+    with warnings.catch_warnings():  # read-only map: torch warns that writes are undefined; nothing writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        pixels = torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="r"))
+    option_ids, answer = meta["option_ids"], meta["answer"]
+    return Encoded(input_ids=meta["input_ids"], attention_mask=meta["attention_mask"], pixels=pixels, mean=meta["mean"],
+                   std=meta["std"], option_ids=option_ids, answer=answer, answer_token=metrics.answer_token(option_ids, answer),
+                   tasks=meta["tasks"])
