@@ -5,19 +5,29 @@ For each model: a batch of probes, α ∈ {0, 0.5, 2} on every head (the issue's
 
     naive  one full forward per variant (the reference)
     fast   the packed path: one prefix pass with a KV cache + all variants as packed queries
-    floor  what the fast path cannot go below: the prefix pass + one batched decode of the
-           packed queries with no hooks
+    floor  what the fast path cannot go below: the prefix pass + the batched decode of the
+           packed queries (in the same chunks as the fast path) with no hooks
+
+On the GPU the naive loop at 7B shape takes ~0.3 s a variant (15 minutes for the 3,072 variants),
+so by default it is timed on ``--gpu-naive-variants`` variants spread over the sweep and scaled
+to all of them; the table marks such a time ``(est. from N)``. ``--gpu-naive-variants 0`` times
+every variant. A naive forward does the same work whichever head it scales, so the per-variant
+time is flat and the scaling is linear.
+
+Fast and floor are each the median of 3 timed runs after a warm-up at the timed shapes (the first
+run at a new shape pays for allocator blocks and kernel selection; naive's forwards are all alike).
 
 Rows: the organism on CPU (a random-weight model of the organism's shape when
 assets/models/organism is absent — the timing depends on shapes, not weights), and, when a GPU is
 present, a random-weight LLaVA-1.5-7B-shaped model in bf16 (32 layers × 32 heads, 576 image tokens).
 
-    .venv/bin/python analyses/bench_sweep.py [--probes 16] [--gpu-probes 16]
+    .venv/bin/python analyses/bench_sweep.py [--probes 16] [--gpu-probes 16] [--gpu-naive-variants 96]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -54,18 +64,22 @@ def _inputs(vlm: VLM, n: int, text_len: int = 14) -> dict[str, torch.Tensor]:
     return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device), "pixel_values": pv.to(vlm.device, vlm.dtype)}
 
 
-def _floor(vlm: VLM, inputs: dict, n_var: int) -> None:
+def _floor(vlm: VLM, inputs: dict, n_var: int, chunk: int) -> None:
+    """Prefill once, then decode the packed queries chunk by chunk, without hooks."""
     ids = inputs["input_ids"]
     b, t = ids.shape
     cache = vlm.model(**{**inputs, "input_ids": ids[:, :-1], "attention_mask": inputs["attention_mask"][:, :-1]},
                       use_cache=True, logits_to_keep=1).past_key_values
-    mask = torch.zeros(b, 1, n_var, t - 1 + n_var, dtype=vlm.dtype, device=ids.device)
-    mask[:, :, :, t - 1:].masked_fill_(~torch.eye(n_var, dtype=torch.bool, device=ids.device), torch.finfo(vlm.dtype).min)
-    vlm.model(input_ids=ids[:, -1:].expand(b, n_var), attention_mask=mask, position_ids=torch.full((b, n_var), t - 1, device=ids.device),
-              past_key_values=cache)
+    for start in range(0, n_var, chunk):
+        c = min(chunk, n_var - start)
+        mask = torch.zeros(b, 1, c, t - 1 + c, dtype=vlm.dtype, device=ids.device)
+        mask[:, :, :, t - 1:].masked_fill_(~torch.eye(c, dtype=torch.bool, device=ids.device), torch.finfo(vlm.dtype).min)
+        vlm.model(input_ids=ids[:, -1:].expand(b, c), attention_mask=mask, position_ids=torch.full((b, c), t - 1, device=ids.device),
+                  past_key_values=cache, use_cache=True)
+        cache.crop(-c)
 
 
-def bench(vlm: VLM, label: str, n_probes: int, chunk: int) -> dict:
+def bench(vlm: VLM, label: str, n_probes: int, chunk: int, naive_sample: int = 0, repeats: int = 3) -> dict:
     device = vlm.device
     inputs = _inputs(vlm, n_probes)
     layers, heads = vlm.site.shape
@@ -75,13 +89,19 @@ def bench(vlm: VLM, label: str, n_probes: int, chunk: int) -> dict:
         site = v % (layers * heads)
         variants[v, site // heads, site % heads] = alphas[v // (layers * heads)]
     with torch.no_grad():
-        packed_variant_logits(vlm, inputs, variants[:2], chunk=chunk)  # warm-up
-        fast = _time(lambda: packed_variant_logits(vlm, inputs, variants, chunk=chunk), device)
+        # warm-up at the timed shapes (a full chunk: allocator blocks, kernel choices), then the median of `repeats`
+        packed_variant_logits(vlm, inputs, variants[:chunk], chunk=chunk)
+        _floor(vlm, inputs, min(chunk, len(variants)), chunk)
+        fast = statistics.median(_time(lambda: packed_variant_logits(vlm, inputs, variants, chunk=chunk), device)
+                                 for _ in range(repeats))
         with hooked(vlm.model, vlm.site, []):
-            floor = _time(lambda: _floor(vlm, inputs, min(chunk, len(variants))), device)
-        naive = _time(lambda: naive_variant_logits(vlm, inputs, variants), device)
+            floor = statistics.median(_time(lambda: _floor(vlm, inputs, len(variants), chunk), device) for _ in range(repeats))
+        timed = variants
+        if 0 < naive_sample < len(variants):  # evenly spread over α and layers
+            timed = variants[torch.linspace(0, len(variants) - 1, naive_sample).round().long()]
+        naive = _time(lambda: naive_variant_logits(vlm, inputs, timed), device) * len(variants) / len(timed)
     return {"model": label, "device": str(device), "probes": n_probes, "variants": len(variants), "naive": naive, "fast": fast,
-            "floor": floor}
+            "floor": floor, "naive_timed": len(timed)}
 
 
 def organism(device: str = "cpu") -> tuple[VLM, str]:
@@ -113,18 +133,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--probes", type=int, default=16)
     ap.add_argument("--gpu-probes", type=int, default=16)
+    ap.add_argument("--gpu-naive-variants", type=int, default=96, help="naive variants timed at 7B shape (0 = all)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     vlm, label = organism("cpu")
     rows.append(bench(vlm, label, args.probes, chunk=1024))
     if torch.cuda.is_available():
-        rows.append(bench(llava7b_shaped("cuda"), "LLaVA-1.5-7B-shaped (random, bf16)", args.gpu_probes, chunk=1024))
+        rows.append(bench(llava7b_shaped("cuda"), "LLaVA-1.5-7B-shaped (random, bf16)", args.gpu_probes, chunk=1024,
+                          naive_sample=args.gpu_naive_variants))
     t = Table(title="last-token head sweep, α ∈ {0, 0.5, 2} on every head (one run, seconds)")
     for c in ("model", "device", "probes", "variants", "naive", "fast", "floor", "fast/naive", "fast/floor"):
         t.add_column(c, justify="right")
+    if torch.cuda.is_available():
+        t.caption = f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}"
     for r in rows:
-        t.add_row(r["model"], r["device"], str(r["probes"]), str(r["variants"]), f"{r['naive']:.2f}", f"{r['fast']:.3f}",
+        naive = f"{r['naive']:.2f}" + (f" (est. from {r['naive_timed']})" if r["naive_timed"] < r["variants"] else "")
+        t.add_row(r["model"], r["device"], str(r["probes"]), str(r["variants"]), naive, f"{r['fast']:.3f}",
                   f"{r['floor']:.3f}", f"{r['naive'] / r['fast']:.1f}x", f"{r['fast'] / r['floor']:.2f}x")
     Console(width=160).print(t)
     for r in rows:
