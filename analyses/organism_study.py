@@ -4,8 +4,8 @@ The planted-deficit organism is the intact organism with the ``o_proj`` columns 
 heads multiplied by a factor in [0.1, 0.3] (ground truth in ``planted.json``, read here only to
 score). Every method is trained in the same harness (``workbench.scale.train.fit``: answer-token
 cross-entropy, AdamW, early stopping on a 10% validation split) on the same repair set — fresh
-training-distribution probes, spatial and control tasks — and scored on the fixed 500-probe
-held-out evaluation set:
+training-distribution spatial probes — and scored on the fixed 500-probe held-out evaluation set
+(spatial and control tasks):
 
 - none: the deficit model as is;
 - ScAle last-token: attn, mlp, both (the reference setting: only the answer position is scaled);
@@ -20,6 +20,16 @@ worst control task. Recall@k: the planted heads among the k heads whose scales m
 
     python analyses/organism_study.py            # 3 seeds, writes analyses/results/organism_study.{md,json} + PNGs
     python analyses/organism_study.py --seeds 0 --n-train 400 --epochs 2   # a quick look
+    # side by side (one process per method and seed), then one report:
+    python analyses/organism_study.py --seeds 1 --methods ia3 --out analyses/results/organism_study/ia3_s1
+    python analyses/organism_study.py --merge analyses/results/organism_study/*.json
+
+Settings (the defaults): the repair set is 2,000 *spatial* probes (relation and verify, the paper's
+setting: ScAle is trained on the spatial task and control tasks are only measured), batch 32,
+lr 1e-2, 15 epochs, early stopping on the 10% validation split. An earlier study trained on every task
+(1,000 probes, batch 8, lr 3e-3, ≤ 12 epochs): the organism's weak control tasks then dominated the
+loss and ScAle all-positions closed only 59 ± 26% of the gap
+(``analyses/results/organism_study_v1_all_tasks.md``).
 """
 
 from __future__ import annotations
@@ -41,11 +51,13 @@ from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
 from workbench.organism.deficit import read_planted
 from workbench.organism.train import eval_probes
 from workbench.probes.generate import ProbeConfig, generate
+from workbench.probes.items import SPATIAL_TASKS, TASKS
 from workbench.scale.baselines import train_ia3, train_lora, train_random_heads
 from workbench.scale.train import TrainConfig, train_scales
 
 RESULTS = Path(__file__).parent / "results"
 CONTROL = ("color", "shape", "count", "exists")
+DEFAULT_METHODS = "none,scale-last-attn,scale-last-mlp,scale-last-both,scale-all-attn,random-heads,lora-r1,ia3"
 
 
 def recall(vec, planted: set[tuple[int, int]]) -> float:
@@ -68,14 +80,21 @@ def sweep_heads(vlm, k: int) -> list[tuple[int, int]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--n-train", type=int, default=1000, help="Repair-set probes (training distribution, fresh scenes).")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--patience", type=int, default=5)
-    ap.add_argument("--methods", default="none,scale-last-attn,scale-last-mlp,scale-last-both,scale-all-attn,random-heads,lora-r1,ia3")
+    ap.add_argument("--n-train", type=int, default=2000, help="Repair-set probes (training distribution, fresh scenes).")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--patience", type=int, default=15)
+    ap.add_argument("--schedule", default="constant", help="Learning-rate schedule of every method: constant or cosine.")
+    ap.add_argument("--l2", type=float, default=1e-4, help="Penalty on ScAle's raw parameters u (pulls every scale toward 1).")
+    ap.add_argument("--repair-tasks", default="spatial", help="Tasks of the repair set: spatial (relation, verify; the paper's setting) or all.")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="Only write one report (--out) from the .json files of earlier runs, e.g. one per seed run side by side.")
+    ap.add_argument("--methods", default=DEFAULT_METHODS)
     ap.add_argument("--out", default=str(RESULTS / "organism_study"))
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     out = Path(args.out)
@@ -94,10 +113,12 @@ def main() -> int:
 
     rows: list[dict] = []
     for seed in seeds:
-        repair = generate(ProbeConfig(n=args.n_train, seed=20_000 + seed, canvas=64, test_fraction=0.0))
+        tasks = SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS
+        repair = generate(ProbeConfig(n=args.n_train, seed=20_000 + seed, canvas=64, test_fraction=0.0, tasks=tasks))
         for method in methods:
             t0 = time.time()
-            cfg = dict(epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience, seed=seed)
+            cfg = dict(epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience, seed=seed, l2=args.l2,
+                       schedule=args.schedule)
             vec, model_for_eval, ivs, n_params = None, deficit, [], 0
             if method == "none":
                 pass
@@ -123,6 +144,7 @@ def main() -> int:
             s = score(model_for_eval, test, ivs, backend="torch")
             bt, br = s.by_task(), s.by_relation()
             row = {"method": method, "seed": seed, "n_params": n_params, **{k: bt[k] for k in bt},
+                   "n_items": {t: sum(it.task == t for it in test) for t in bt if t not in ("spatial", "control", "all")},
                    **{f"rel:{k}": v for k, v in br.items()},
                    "recovery": (bt["spatial"] - base["deficit"]["spatial"]) / gap if gap > 0 else float("nan"),
                    "control_delta": min(bt[t] - base["intact"][t] for t in CONTROL),
@@ -141,6 +163,25 @@ def main() -> int:
     return 0
 
 
+def command(args) -> str:
+    a = args if isinstance(args, dict) else vars(args)
+    default_out = a["out"] == str(RESULTS / "organism_study")
+    out = os.path.relpath(a["out"]) if Path(a["out"]).is_relative_to(Path.cwd()) else a["out"]
+    return (f"python analyses/organism_study.py --seeds {a['seeds']} --n-train {a['n_train']} --epochs {a['epochs']} "
+            f"--batch {a['batch']} --lr {a['lr']} --patience {a['patience']} --repair-tasks {a['repair_tasks']} --l2 {a['l2']}"
+            + (f" --schedule {a['schedule']}" if a.get("schedule", "constant") != "constant" else "")
+            + ("" if default_out and a["methods"] == DEFAULT_METHODS else f" --methods {a['methods']} --out {out}"))
+
+
+def merge(parts: list[str], out: Path) -> int:
+    """One report from several runs' JSON (same deficit model; rows concatenated in the order given)."""
+    runs = [json.loads(Path(p).read_text()) for p in parts]
+    rows = [r for run in runs for r in run["rows"]]
+    planted_rec = {"heads": runs[0]["planted"], "factor": runs[0]["factor"]}
+    write_report(rows, runs[0]["base"], planted_rec, [run["args"] for run in runs], out)
+    return 0
+
+
 def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Path) -> None:
     methods = list(dict.fromkeys(r["method"] for r in rows))
 
@@ -155,13 +196,12 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Pat
             return f"{int(v[0]):,}"
         return f"{scale * v.mean():.1f} ± {scale * v.std():.1f}" if len(v) > 1 else f"{scale * v[0]:.1f}"
 
+    parts = args if isinstance(args, list) else [vars(args)]
     lines = [
         "# Organism study: repairing a planted spatial deficit",
         "",
-        f"Command: `python analyses/organism_study.py --seeds {args.seeds} --n-train {args.n_train} --epochs {args.epochs} "
-        f"--batch {args.batch} --lr {args.lr} --patience {args.patience}"
-        + (f" --methods {args.methods} --out {os.path.relpath(args.out) if Path(args.out).is_relative_to(Path.cwd()) else args.out}"
-           if args.out != str(RESULTS / "organism_study") else "") + "`",
+        ("Command" if len(parts) == 1 else "Commands (run side by side, then merged with `--merge`)") + ": "
+        + "; ".join(f"`{command(a)}`" for a in parts),
         "",
         f"Planted: heads {planted_rec['heads']} × {planted_rec['factor']}. Held-out (500 probes): intact spatial "
         f"{100 * base['intact']['spatial']:.1f}%, control {100 * base['intact']['control']:.1f}%; deficit spatial "
@@ -170,19 +210,30 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Pat
         "Mean ± std over seeds. Recovery: share of the intact − deficit spatial gap closed (100 = fully). "
         "Control Δ: worst control task, method − intact (points). Recall: planted heads among the top-k moved heads (k = planted).",
         "",
-        "| method | trainable params | spatial % | control % | recovery % | control Δ (pts) | recall % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| method | seeds | trainable params | spatial % | control % | recovery % | control Δ (pts) | recall % |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in methods:
-        lines.append(f"| {m} | {stat(m, 'n_params')} | {stat(m, 'spatial')} | {stat(m, 'control')} | {stat(m, 'recovery')} | "
+        seeds = ",".join(str(r["seed"]) for r in rows if r["method"] == m)
+        lines.append(f"| {m} | {seeds} | {stat(m, 'n_params')} | {stat(m, 'spatial')} | {stat(m, 'control')} | {stat(m, 'recovery')} | "
                      f"{stat(m, 'control_delta')} | {stat(m, 'recall')} |")
+    tasks = ("relation", "verify") + CONTROL
+    counts = next((r["n_items"] for r in rows if "n_items" in r), {})
+    lines += ["", "Per task (%; items per task in the 500-probe set: "
+              + (", ".join(f"{t} {counts[t]}" for t in tasks if t in counts) or "see the JSON")
+              + "; one item of a 62-item task is 1.6 points):", "",
+              "| method | " + " | ".join(tasks) + " |", "| --- |" + " ---: |" * len(tasks)]
+    for name in ("intact", "deficit"):
+        lines.append(f"| ({name} model) | " + " | ".join(f"{100 * base[name][t]:.1f}" for t in tasks) + " |")
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(stat(m, t) for t in tasks) + " |")
     rels = sorted(k[4:] for k in rows[0] if k.startswith("rel:"))
     lines += ["", "Per relation (spatial probes, %):", "", "| method | " + " | ".join(rels) + " |", "| --- |" + " ---: |" * len(rels)]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(stat(m, f"rel:{r}") for r in rels) + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"base": base, "planted": planted_rec["heads"], "factor": planted_rec["factor"],
-                                                    "args": vars(args), "rows": rows}, indent=1) + "\n")
+                                                    "args": parts if len(parts) > 1 else parts[0], "rows": rows}, indent=1) + "\n")
     print("\n".join(lines))
 
 

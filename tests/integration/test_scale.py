@@ -3,6 +3,7 @@ file round-trips (safetensors and the reference code's .npy), refusal of a vecto
 and the baselines in the same harness."""
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -79,6 +80,16 @@ def test_training_lowers_the_loss_and_is_seeded(llava_vlm, probes32, trained):
     assert len(vec.metrics["history"]) == 3 and vec.probes_hash == probes32.hash
     again = train_scales(llava_vlm, probes32, cfg)
     assert torch.equal(vec.attn, again.attn) and torch.equal(vec.mlp, again.mlp)
+
+
+def test_cosine_schedule_is_seeded_lowers_the_loss_and_changes_the_path(llava_vlm, probes32, trained):
+    vec, cfg = trained
+    cos_cfg = TrainConfig(**{**asdict(cfg), "schedule": "cosine"})
+    a, b = train_scales(llava_vlm, probes32, cos_cfg), train_scales(llava_vlm, probes32, cos_cfg)
+    assert torch.equal(a.attn, b.attn) and not torch.equal(a.attn, vec.attn)  # later steps are shorter than the constant run's
+    assert _ce(llava_vlm, probes32, a) < _ce(llava_vlm, probes32) - 1e-3
+    with pytest.raises(WorkbenchError, match="unknown schedule"):
+        TrainConfig(schedule="linear")
 
 
 def test_head_set_training_leaves_other_heads_at_one(llava_vlm, probes32):

@@ -56,6 +56,7 @@ def train_cmd(
     batch: int = typer.Option(16, "--batch"),
     accum: int = typer.Option(1, "--accum", help="Batches per optimizer step."),
     lr: float = typer.Option(1e-3, "--lr"),
+    schedule: str = typer.Option("constant", "--schedule", help="Learning rate: constant, or cosine (decays to 0 by the last epoch)."),
     s_max: float = typer.Option(10.0, "--s-max", help="Bound: effective scale in [1 − s_max, 1 + s_max]."),
     l2: float = typer.Option(1e-4, "--l2", help="L2 penalty on the raw parameters u."),
     patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without a better validation loss."),
@@ -70,7 +71,7 @@ def train_cmd(
     from workbench.scale.train import TrainConfig, train_scales
 
     cfg = TrainConfig(mode=mode, positions=positions, s_max=s_max, lr=lr, epochs=epochs, batch=batch, accum=accum, l2=l2,
-                      patience=patience, seed=seed)
+                      patience=patience, seed=seed, schedule=schedule)
     target = vector_path(out, store)
     ps = _probes(probes, split or None, paper_seed, "train")
     vlm = load_vlm(model, device=device, attn_implementation="eager")

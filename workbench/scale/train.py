@@ -46,6 +46,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     patience: int = 3  # epochs without a better validation loss before stopping
     seed: int = 0
+    schedule: str = "constant"  # learning rate: constant, or cosine (decays to 0 over all epochs' steps)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -54,6 +55,8 @@ class TrainConfig:
             raise WorkbenchError(f"unknown positions {self.positions!r}", "use last or all")
         if self.s_max <= 0 or self.lr <= 0 or self.epochs < 1 or self.batch < 1 or self.accum < 1:
             raise WorkbenchError("s_max, lr, epochs, batch and accum must be positive", "e.g. --epochs 10 --batch 16")
+        if self.schedule not in ("constant", "cosine"):
+            raise WorkbenchError(f"unknown schedule {self.schedule!r}", "use constant or cosine")
         if not 0 <= self.val_fraction < 1:
             raise WorkbenchError(f"val fraction must be in [0, 1), got {self.val_fraction}", "e.g. 0.1")
 
@@ -146,6 +149,9 @@ def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], par
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch) / cfg.accum)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+                                              if cfg.schedule == "cosine" else 1.0)
     history, best, best_state, best_epoch, bad, reason = [], math.inf, None, 0, 0, "epochs"
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(train), generator=g).tolist()
@@ -168,6 +174,7 @@ def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], par
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.clip)
                 opt.step()
+                sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 if progress:
