@@ -183,6 +183,8 @@ def merge(parts: list[str], out: Path) -> int:
 
 
 def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Path) -> None:
+    order = DEFAULT_METHODS.split(",")
+    rows = sorted(rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["seed"]))
     methods = list(dict.fromkeys(r["method"] for r in rows))
 
     def stat(method: str, key: str) -> str:
