@@ -38,7 +38,7 @@ from workbench.interventions.torch_hooks import hooked
 from workbench.models.load import VLM, wrap_vlm
 from workbench.models.scaffold import llava_config, word_tokenizer
 from workbench.organism import DEFAULT_MODEL
-from workbench.sweeps.packed import naive_variant_logits, packed_variant_logits
+from workbench.sweeps.packed import naive_variant_logits, packed_mask, packed_variant_logits
 
 
 def _sync(device: torch.device) -> None:
@@ -72,8 +72,7 @@ def _floor(vlm: VLM, inputs: dict, n_var: int, chunk: int) -> None:
                       use_cache=True, logits_to_keep=1).past_key_values
     for start in range(0, n_var, chunk):
         c = min(chunk, n_var - start)
-        mask = torch.zeros(b, 1, c, t - 1 + c, dtype=vlm.dtype, device=ids.device)
-        mask[:, :, :, t - 1:].masked_fill_(~torch.eye(c, dtype=torch.bool, device=ids.device), torch.finfo(vlm.dtype).min)
+        mask = packed_mask(inputs["attention_mask"][:, :-1], c, vlm.dtype)
         vlm.model(input_ids=ids[:, -1:].expand(b, c), attention_mask=mask, position_ids=torch.full((b, c), t - 1, device=ids.device),
                   past_key_values=cache, use_cache=True)
         cache.crop(-c)

@@ -29,8 +29,8 @@ OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", in
 def config(args: argparse.Namespace):
     from workbench.organism.train import OrganismConfig
 
-    given = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in OPTIONS}
-    return OrganismConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    names = (flag[2:].replace("-", "_") for flag, _ in OPTIONS)
+    return OrganismConfig(seed=args.seed, **{k: getattr(args, k) for k in names if getattr(args, k) is not None})
 
 
 def train_one(args: argparse.Namespace) -> None:

@@ -51,12 +51,11 @@ from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
 from workbench.organism.deficit import read_planted
 from workbench.organism.train import eval_probes
 from workbench.probes.generate import ProbeConfig, generate
-from workbench.probes.items import SPATIAL_TASKS, TASKS
+from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS, TASKS
 from workbench.scale.baselines import train_ia3, train_lora, train_random_heads
 from workbench.scale.train import TrainConfig, train_scales
 
 RESULTS = Path(__file__).parent / "results"
-CONTROL = ("color", "shape", "count", "exists")
 DEFAULT_METHODS = "none,scale-last-attn,scale-last-mlp,scale-last-both,scale-all-attn,random-heads,lora-r1,ia3"
 
 
@@ -87,7 +86,7 @@ def main() -> int:
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--schedule", default="constant", help="Learning-rate schedule of every method: constant or cosine.")
     ap.add_argument("--l2", type=float, default=1e-4, help="Penalty on ScAle's raw parameters u (pulls every scale toward 1).")
-    ap.add_argument("--repair-tasks", default="spatial", help="Tasks of the repair set: spatial (relation, verify; the paper's setting) or all.")
+    ap.add_argument("--repair-tasks", default="spatial", choices=("spatial", "all"), help="Tasks of the repair set: spatial (relation, verify; the paper's setting) or all.")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="Only write one report (--out) from the .json files of earlier runs, e.g. one per seed run side by side.")
     ap.add_argument("--methods", default=DEFAULT_METHODS)
@@ -105,6 +104,7 @@ def main() -> int:
     intact = load_vlm(DEFAULT_MODEL, attn_implementation="eager")
     deficit = load_vlm(DEFICIT_MODEL, attn_implementation="eager")
     test = eval_probes(0)
+    n_items = {t: sum(it.task == t for it in test) for t in TASKS}
     s_int, s_def = score(intact, test, backend="torch"), score(deficit, test, backend="torch")
     base = {"intact": s_int.by_task(), "deficit": s_def.by_task()}
     gap = base["intact"]["spatial"] - base["deficit"]["spatial"]
@@ -113,8 +113,8 @@ def main() -> int:
 
     rows: list[dict] = []
     for seed in seeds:
-        tasks = SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS
-        repair = generate(ProbeConfig(n=args.n_train, seed=20_000 + seed, canvas=64, test_fraction=0.0, tasks=tasks))
+        repair = generate(ProbeConfig(n=args.n_train, seed=20_000 + seed, canvas=64, test_fraction=0.0,
+                                      tasks=SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS))
         for method in methods:
             t0 = time.time()
             cfg = dict(epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience, seed=seed, l2=args.l2,
@@ -144,10 +144,10 @@ def main() -> int:
             s = score(model_for_eval, test, ivs, backend="torch")
             bt, br = s.by_task(), s.by_relation()
             row = {"method": method, "seed": seed, "n_params": n_params, **{k: bt[k] for k in bt},
-                   "n_items": {t: sum(it.task == t for it in test) for t in bt if t not in ("spatial", "control", "all")},
+                   "n_items": n_items,
                    **{f"rel:{k}": v for k, v in br.items()},
                    "recovery": (bt["spatial"] - base["deficit"]["spatial"]) / gap if gap > 0 else float("nan"),
-                   "control_delta": min(bt[t] - base["intact"][t] for t in CONTROL),
+                   "control_delta": min(bt[t] - base["intact"][t] for t in CONTROL_TASKS),
                    "recall": recall(vec, planted) if vec is not None and vec.mode != "mlp" else None,
                    "seconds": round(time.time() - t0, 1)}
             rows.append(row)
@@ -159,12 +159,11 @@ def main() -> int:
             if vec is not None and seed == seeds[0] and vec.mode != "mlp":
                 heatmap_png(vec.attn, out.parent / f"organism_study_{method}_seed{seed}.png",
                             title=f"{method}: effective head scales (planted heads framed)", marked=planted, center=1.0)
-    write_report(rows, base, planted_rec, args, out)
+    write_report(rows, base, planted_rec, [vars(args)], out)
     return 0
 
 
-def command(args) -> str:
-    a = args if isinstance(args, dict) else vars(args)
+def command(a: dict) -> str:
     default_out = a["out"] == str(RESULTS / "organism_study")
     out = os.path.relpath(a["out"]) if Path(a["out"]).is_relative_to(Path.cwd()) else a["out"]
     return (f"python analyses/organism_study.py --seeds {a['seeds']} --n-train {a['n_train']} --epochs {a['epochs']} "
@@ -182,7 +181,8 @@ def merge(parts: list[str], out: Path) -> int:
     return 0
 
 
-def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Path) -> None:
+def write_report(rows: list[dict], base: dict, planted_rec: dict, parts: list[dict], out: Path) -> None:
+    """The markdown table and the JSON; ``parts``: the arguments of each run whose rows these are."""
     order = DEFAULT_METHODS.split(",")
     rows = sorted(rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["seed"]))
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -198,7 +198,6 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Pat
             return f"{int(v[0]):,}"
         return f"{scale * v.mean():.1f} ± {scale * v.std():.1f}" if len(v) > 1 else f"{scale * v[0]:.1f}"
 
-    parts = args if isinstance(args, list) else [vars(args)]
     lines = [
         "# Organism study: repairing a planted spatial deficit",
         "",
@@ -219,7 +218,7 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, args, out: Pat
         seeds = ",".join(str(r["seed"]) for r in rows if r["method"] == m)
         lines.append(f"| {m} | {seeds} | {stat(m, 'n_params')} | {stat(m, 'spatial')} | {stat(m, 'control')} | {stat(m, 'recovery')} | "
                      f"{stat(m, 'control_delta')} | {stat(m, 'recall')} |")
-    tasks = ("relation", "verify") + CONTROL
+    tasks = SPATIAL_TASKS + CONTROL_TASKS
     counts = next((r["n_items"] for r in rows if "n_items" in r), {})
     lines += ["", "Per task (%; items per task in the 500-probe set: "
               + (", ".join(f"{t} {counts[t]}" for t in tasks if t in counts) or "see the JSON")

@@ -19,6 +19,7 @@ questions for ~1,500 steps before jumping: train long enough.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -57,6 +58,10 @@ class OrganismConfig:
     vision_hidden: int = 128
     vision_layers: int = 4
 
+    def __post_init__(self) -> None:
+        if self.data not in ("set", "pool"):
+            raise WorkbenchError(f"unknown training data kind {self.data!r}", "use data='set' or 'pool'")
+
 
 def eval_probes(seed: int = 0, canvas: int = 64) -> ProbeSet:
     """The fixed 500-item held-out evaluation set: the test split of a seeded generation, whose scenes
@@ -76,8 +81,6 @@ def training_data(cfg: OrganismConfig, processor, pool_dir: Path | None = None, 
     when one was built there for this config and saved there otherwise."""
     if cfg.data == "set":
         return encode(processor, train_probes(cfg))
-    if cfg.data != "pool":
-        raise WorkbenchError(f"unknown training data kind {cfg.data!r}", "use data='set' or 'pool'")
     key = pool_key(cfg.seed, cfg.n_train, cfg.canvas)
     if pool_dir is not None and (pool_dir / "meta.pt").is_file():
         log(f"training pool from {pool_dir}")
@@ -157,9 +160,24 @@ def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[s
     of failing) so that two runs of one config follow the same trajectory as far as the kernels allow.
     """
     dev = pick_device(device)
-    if dev.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts, i.e. at the first matmul below
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    with _deterministic() if dev.type == "cuda" else contextlib.nullcontext():
+        return _train(cfg, out, dev, log, progress, checkpoint, stop_after, pool_dir)
+
+
+@contextlib.contextmanager
+def _deterministic():
+    """Deterministic CUDA algorithms while training; the switch is process-wide, so the caller's setting comes back."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts, i.e. at the first matmul
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str], None], progress, checkpoint: Path | None,
+           stop_after: int | None, pool_dir: Path | None) -> dict | None:
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     model, tokenizer, processor = build(cfg, out)

@@ -150,8 +150,8 @@ def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], par
     g = torch.Generator().manual_seed(cfg.seed + 1)
     steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch) / cfg.accum)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-                                              if cfg.schedule == "cosine" else 1.0)
+    cosine = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine if cfg.schedule == "cosine" else lambda s: 1.0)
     history, best, best_state, best_epoch, bad, reason = [], math.inf, None, 0, 0, "epochs"
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(train), generator=g).tolist()

@@ -40,6 +40,17 @@ def check_packable(vlm: VLM) -> None:
                              "or a sliding window)", "use the naive path (--engine naive)")
 
 
+def packed_mask(prefix_mask: torch.Tensor, c: int, dtype: torch.dtype) -> torch.Tensor:
+    """The additive 4D mask ``[batch, 1, c, prefix + c]`` of c packed query tokens after a prefix whose
+    attention mask is ``prefix_mask [batch, prefix]``: each copy sees the unpadded prefix and itself only."""
+    b, prefix_len = prefix_mask.shape
+    blocked = torch.finfo(dtype).min
+    attend = torch.zeros(b, 1, c, prefix_len + c, dtype=dtype, device=prefix_mask.device)
+    attend[:, :, :, :prefix_len].masked_fill_(prefix_mask[:, None, None, :] == 0, blocked)  # padding of the prefix
+    attend[:, :, :, prefix_len:].masked_fill_(~torch.eye(c, dtype=torch.bool, device=prefix_mask.device), blocked)
+    return attend
+
+
 @torch.no_grad()
 def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas: torch.Tensor | None = None,
                           mlp_alphas: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
@@ -59,14 +70,10 @@ def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas
     prefix = {**inputs, "input_ids": ids[:, :-1], "attention_mask": mask[:, :-1]}
     cache = model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
     dtype = next(model.parameters()).dtype
-    blocked = torch.finfo(dtype).min
     out = []
     for start in range(0, n_var, chunk):
         c = min(chunk, n_var - start)
-        attend = torch.zeros(b, 1, c, prefix_len + c, dtype=dtype, device=ids.device)
-        attend[:, :, :, :prefix_len].masked_fill_(mask[:, None, None, :-1] == 0, blocked)  # padding of the prefix
-        eye = torch.eye(c, dtype=torch.bool, device=ids.device)
-        attend[:, :, :, prefix_len:].masked_fill_(~eye, blocked)  # each copy sees itself only
+        attend = packed_mask(mask[:, :-1], c, dtype)
         interventions = []
         if head_alphas is not None:
             interventions.append(HeadScale(head_alphas[start:start + c].unsqueeze(0).to(ids.device), positions="all"))
