@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
-           ("--eval-every", int), ("--layers", int), ("--patch", int))
+           ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
+           ("--zero-projector", lambda v: bool(int(v))))
 
 
 def config(args: argparse.Namespace):
@@ -55,8 +56,8 @@ def build_pool(args: argparse.Namespace) -> None:
     t = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         _, _, processor = build(cfg, Path(tmp) / "m")
-        data = render_pool(processor, cfg.seed, cfg.n_train, cfg.canvas, workers=args.workers)
-    save_pool(data, Path(args.dir), pool_key(cfg.seed, cfg.n_train, cfg.canvas))
+        data = render_pool(processor, cfg.seed, cfg.n_train, cfg.scene, workers=args.workers)
+    save_pool(data, Path(args.dir), pool_key(cfg.seed, cfg.n_train, cfg.scene))
     print(f"pool of {cfg.n_train:,} items in {args.dir}: {time.time() - t:.0f}s")
 
 

@@ -49,8 +49,8 @@ from workbench.figures import heatmap_png
 from workbench.models.load import load_vlm
 from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
 from workbench.organism.deficit import read_planted
-from workbench.organism.train import eval_probes
-from workbench.probes.generate import ProbeConfig, generate
+from workbench.organism.train import OrganismConfig, eval_probes
+from workbench.probes.generate import generate
 from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS, TASKS
 from workbench.scale.baselines import train_ia3, train_lora, train_random_heads
 from workbench.scale.train import TrainConfig, train_scales
@@ -71,7 +71,7 @@ def sweep_heads(vlm, k: int) -> list[tuple[int, int]]:
     from workbench.sweeps.engine import SweepSpec
     from workbench.sweeps.run import sweep
 
-    spatial = generate(ProbeConfig(n=400, seed=30_000, canvas=64, test_fraction=0.0, tasks=("relation",)))
+    spatial = generate(OrganismConfig().probe_config(400, 30_000, tasks=("relation",)))
     effects = sweep(vlm, spatial, SweepSpec(alphas=(0.0,)), EffectStore(RESULTS / ".store"), log=lambda m: None).values[:, 0].mean(0)
     return list(top_heads(-effects, k, vlm.name, vlm.fingerprint, "sweep").heads)
 
@@ -113,8 +113,8 @@ def main() -> int:
 
     rows: list[dict] = []
     for seed in seeds:
-        repair = generate(ProbeConfig(n=args.n_train, seed=20_000 + seed, canvas=64, test_fraction=0.0,
-                                      tasks=SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS))
+        repair = generate(OrganismConfig().probe_config(args.n_train, 20_000 + seed,
+                                                   tasks=SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS))
         for method in methods:
             t0 = time.time()
             cfg = dict(epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience, seed=seed, l2=args.l2,

@@ -29,7 +29,8 @@ from workbench.discovery.probes import linear_probe_scores
 from workbench.models.load import load_vlm
 from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
 from workbench.organism.deficit import read_planted
-from workbench.probes.generate import ProbeConfig, generate
+from workbench.organism.train import OrganismConfig
+from workbench.probes.generate import generate
 from workbench.scale.train import TrainConfig, train_scales
 from workbench.store.effects import EffectStore
 from workbench.sweeps.attribution import attribution, spearman
@@ -43,8 +44,8 @@ def main() -> int:
     planted_rec = read_planted(DEFICIT_MODEL)
     planted = [tuple(h) for h in planted_rec["heads"]]
     k = len(planted)
-    spatial = generate(ProbeConfig(n=400, seed=30_000, canvas=64, test_fraction=0.0, tasks=("relation",)))
-    repair = generate(ProbeConfig(n=1000, seed=20_000, canvas=64, test_fraction=0.0))
+    spatial = generate(OrganismConfig().probe_config(400, 30_000, tasks=("relation",)))
+    repair = generate(OrganismConfig().probe_config(1000, 20_000))
     store = EffectStore(RESULTS / ".store")
     spec = SweepSpec(alphas=(0.0,), positions="last", metric="logit_diff")
     rows = []

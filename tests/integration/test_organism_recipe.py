@@ -112,8 +112,8 @@ def test_training_pool_is_the_same_for_any_worker_count_and_round_trips(tmp_path
 
     cfg = OrganismConfig(**{**TINY, "n_train": CHUNK + 40, "data": "pool"})
     _, _, proc = build(cfg, tmp_path / "m")
-    one = render_pool(proc, cfg.seed, cfg.n_train, cfg.canvas, workers=1, log=lambda m: None)
-    two = render_pool(proc, cfg.seed, cfg.n_train, cfg.canvas, workers=2, log=lambda m: None)
+    one = render_pool(proc, cfg.seed, cfg.n_train, cfg.scene, workers=1, log=lambda m: None)
+    two = render_pool(proc, cfg.seed, cfg.n_train, cfg.scene, workers=2, log=lambda m: None)
     assert one.pixels.shape == (CHUNK + 40, 64, 64, 3) and torch.equal(one.pixels, two.pixels)
     assert torch.equal(one.input_ids, two.input_ids) and torch.equal(one.option_ids, two.option_ids) and one.tasks == two.tasks
     assert not torch.equal(one.pixels[:40], one.pixels[CHUNK:])  # chunks draw from different streams
@@ -121,13 +121,13 @@ def test_training_pool_is_the_same_for_any_worker_count_and_round_trips(tmp_path
 
     held = heldout_pairs(ProbeConfig(seed=cfg.seed))
     assert held and not any({(o.color, o.shape) for o in scene.objects} & held for scene, _ in train_chunk(ProbeConfig(seed=0), 3, 500))
-    key = pool_key(cfg.seed, cfg.n_train, cfg.canvas)
+    key = pool_key(cfg.seed, cfg.n_train, cfg.scene)
     save_pool(one, tmp_path / "pool", key)
     back = load_pool(tmp_path / "pool", key)
     assert torch.equal(back.pixels, one.pixels) and torch.equal(back.answer_token, one.answer_token)
     assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == ["meta.pt", "pixels.npy"]  # no temporary files left
     with pytest.raises(WorkbenchError, match="was built for"):
-        load_pool(tmp_path / "pool", pool_key(cfg.seed + 1, cfg.n_train, cfg.canvas))
+        load_pool(tmp_path / "pool", pool_key(cfg.seed + 1, cfg.n_train, cfg.scene))
 
 
 @pytest.mark.slow
@@ -137,3 +137,20 @@ def test_training_from_a_pool_is_seeded(tmp_path):
     assert (tmp_path / "pool" / "pixels.npy").is_file()  # built by the first run, loaded by the second
     s2 = train(cfg, tmp_path / "m2", device="cpu", log=lambda m: None, pool_dir=tmp_path / "pool")
     assert [p["loss"] for p in s1["curve"]] == [p["loss"] for p in s2["curve"]] and s1["eval"] == s2["eval"]
+
+
+def test_image_spread_reads_a_collapsed_vision_tower_as_zero(tmp_path):
+    """The plateau diagnostic: projected image tokens that are all one vector give spread 0 (hand case:
+    projector output = its bias); a fresh tower gives clearly distinct tokens."""
+    from workbench.organism.data import encode
+    from workbench.organism.train import build, image_spread
+
+    cfg = OrganismConfig(**TINY)
+    model, _, proc = build(cfg, tmp_path / "m")
+    data = encode(proc, eval_probes(0, cfg).filter(lambda it: it.task == "color"))
+    fresh = image_spread(model, data, torch.device("cpu"), n=16)
+    proj = model.model.multi_modal_projector.linear_2
+    with torch.no_grad():
+        proj.weight.zero_()
+        proj.bias.fill_(0.5)
+    assert fresh > 0.05 and image_spread(model, data, torch.device("cpu"), n=16) == 0.0

@@ -31,14 +31,21 @@ def _check_pixel_relation(img: np.ndarray, scene: Scene, expected: str) -> None:
 
 
 @pytest.mark.slow
-def test_labels_hold_in_rendered_pixels_over_5000_items():
+@pytest.mark.parametrize("geometry", [{}, {"canvas": 64, "grid": 16, "object_size": 14}], ids=["free", "grid"])
+def test_labels_hold_in_rendered_pixels_over_5000_items(geometry):
     """Every stated relation is re-derived from each object's rendered pixel centroid; no object is
-    occluded (its pixel count equals the count when drawn alone); no exception over 5,000 items."""
-    ps = cached_probes(n=5000, seed=11)
+    occluded (its pixel count equals the count when drawn alone); no exception over 5,000 items.
+    On a grid, every object's pixels also lie inside one cell (one vision patch of that side)."""
+    ps = cached_probes(n=5000, seed=11, **geometry)
     checked = Counter()
+    g = geometry.get("grid", 0)
     for it in ps:
         scene = Scene.from_json(it.scene)
         img = pixels(ps, it.image)
+        if g:
+            for o in scene.objects:
+                ys, xs = np.nonzero((img == PALETTE[o.color]).all(-1))
+                assert len({(x // g, y // g) for x, y in zip(xs, ys)}) == 1, f"{it.id}: {o.name} straddles grid cells"
         for o, (_, _, count) in zip(scene.objects, _centroids(img, scene)):
             alone = (np.asarray(render(Scene(scene.canvas, (o,), 0, 0))) == PALETTE[o.color]).all(-1).sum()
             assert count == alone > 0, f"{it.id}: {o.name} is occluded or missing"
@@ -127,6 +134,9 @@ def test_restricted_tasks_and_relations():
     ({"test_fraction": 1.0}, "test fraction"),
     ({"split_by": "random"}, "unknown split"),
     ({"colors": ("red", "blue")}, "cannot color 3"),
+    ({"canvas": 64, "grid": 24}, "do not tile"),
+    ({"canvas": 64, "grid": 32}, "at least 3"),
+    ({"canvas": 64, "grid": 16, "object_size": 15}, "--object-size 14 or less"),
 ])
 def test_bad_config_is_refused(kw, msg):
     with pytest.raises(WorkbenchError, match=msg):

@@ -63,6 +63,27 @@ def test_sample_scene_has_requested_relation_and_no_contact(relation):
                 assert x1 + spec.gap < px0 or px1 + spec.gap < x0 or y1 + spec.gap < py0 or py1 + spec.gap < y0
 
 
+@pytest.mark.parametrize("relation", RELATIONS)
+def test_grid_scene_centres_objects_in_distinct_cells(relation):
+    """Grid placement: centers are cell centers (cell k of 16 px → pixel 16k + 8), one object a cell, each
+    box inside its cell, and the key pair still satisfies the relation rule (|main| ≥ size + gap, |off| ≤ |main| / 3)."""
+    rng = np.random.default_rng(1)
+    spec = SceneSpec(canvas=64, object_size=14, grid=16)
+    seen = set()
+    for _ in range(300):
+        s = sample_scene(rng, spec, relation, 3, [("red", "circle"), ("blue", "square"), ("green", "cross")])
+        assert s.relation() == relation and s.a.color == "red" and s.b.color == "blue"
+        cells = [(o.x // 16, o.y // 16) for o in s.objects]
+        assert len(set(cells)) == 3 and all(o.x % 16 == 8 and o.y % 16 == 8 for o in s.objects)
+        for o, (cx, cy) in zip(s.objects, cells):
+            x0, y0, x1, y1 = o.box()
+            assert (x0, y0, x1, y1) == (16 * cx + 1, 16 * cy + 1, 16 * cx + 14, 16 * cy + 14)
+        main, off = (s.a.x - s.b.x, s.a.y - s.b.y) if relation in ("left", "right") else (s.a.y - s.b.y, s.a.x - s.b.x)
+        assert abs(main) >= 14 + 2 and 3 * abs(off) <= abs(main)
+        seen.add((s.a.x - s.b.x, s.a.y - s.b.y))
+    assert len(seen) >= 3  # distances of 1, 2 and 3 cells all occur
+
+
 def test_validation_messages_name_the_fix():
     with pytest.raises(WorkbenchError, match="unknown relation 'behind'.*left, right, above, below"):
         validate_attributes(("red",), ("circle",), ("behind",))

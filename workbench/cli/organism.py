@@ -18,10 +18,12 @@ app = typer.Typer(help="Train the organism (a small LLaVA), plant its spatial de
 @friendly
 def train_cmd(
     out: Path = typer.Option(DEFAULT_MODEL, "--out", help="Model folder to write."),
-    steps: int = typer.Option(10000, "--steps", help="Optimizer steps."),
-    batch: int = typer.Option(512, "--batch", help="Batch size."),
-    n_train: int = typer.Option(200000, "--n-train", help="Distinct training probes."),
-    lr: float = typer.Option(1.5e-3, "--lr", help="AdamW learning rate."),
+    steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: the shipped recipe's)."),
+    batch: int = typer.Option(None, "--batch", help="Batch size (default: the shipped recipe's)."),
+    n_train: int = typer.Option(None, "--n-train", help="Training probes (default: the shipped recipe's)."),
+    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default: the shipped recipe's)."),
+    data: str = typer.Option(None, "--data", help="set: one generated probe set; pool: chunked streams rendered by every CPU."),
+    pool: Path = typer.Option(None, "--pool", help="With --data pool: load the pool from this folder, or save it there."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, initialisation and batch order."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if present), cpu, cuda, cuda:1, …"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
@@ -30,19 +32,23 @@ def train_cmd(
 ) -> None:
     """Train the organism from scratch on the probe generator and write its folder and model card.
 
-    Long CPU runs can be done in installments: pass --checkpoint (and --stop-after), then run the same
-    command again to continue; the result equals an uninterrupted run."""
+    Every option left out takes the shipped recipe's value (``OrganismConfig``'s defaults). Long CPU
+    runs can be done in installments: pass --checkpoint (and --stop-after), then run the same command
+    again to continue; the result equals an uninterrupted run."""
+    from dataclasses import replace
+
     from workbench.cli._common import progress_bar
     from workbench.organism.train import OrganismConfig, pick_device, train
 
-    if steps <= 0 or batch <= 0 or n_train < batch:
-        raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch", "e.g. --steps 12000 --batch 64")
+    given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "data": data}
+    cfg = replace(OrganismConfig(seed=seed), **{k: v for k, v in given.items() if v is not None})
+    if cfg.steps <= 0 or cfg.batch <= 0 or cfg.n_train < cfg.batch:
+        raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch", "e.g. --steps 4000 --batch 256")
     pick_device(device)
     if out.exists() and not force:
         raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
-    cfg = OrganismConfig(seed=seed, n_train=n_train, steps=steps, batch=batch, lr=lr)
     tmp = out.with_name(f".{out.name}.training")
-    with progress_bar("training", steps) as advance:
+    with progress_bar("training", cfg.steps) as advance:
         last = [0]
 
         def progress(step: int, point: dict) -> None:
@@ -50,11 +56,12 @@ def train_cmd(
             last[0] = step
 
         summary = train(cfg, tmp, device=device, log=lambda m: err_console.print(m), progress=progress, checkpoint=checkpoint,
-                        stop_after=stop_after)
+                        stop_after=stop_after, pool_dir=pool)
     if summary is None:
         console.print(f"stopped at step {stop_after or 0}+; run the same command again to continue from [green]{checkpoint}[/]")
         return
-    command = f"workbench organism train --out {out} --steps {steps} --batch {batch} --n-train {n_train} --lr {lr} --seed {seed} --force"
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items() if v is not None)
+    command = f"workbench organism train --out {out} --seed {seed} {flags} --force".replace("  ", " ")
     finish(tmp, out, summary, command)
 
 
@@ -63,11 +70,11 @@ def finish(trained: Path, out: Path, summary: dict, command: str) -> None:
     from workbench.evaluation import score
     from workbench.models.load import load_vlm
     from workbench.organism.card import intact_card
-    from workbench.organism.train import eval_probes, fresh_probes
+    from workbench.organism.train import OrganismConfig, eval_probes, fresh_probes
 
-    seed = summary["config"]["seed"]
+    cfg = OrganismConfig(**summary["config"])
     vlm = load_vlm(trained, attn_implementation="eager")
-    scores, fresh = score(vlm, eval_probes(seed)), score(vlm, fresh_probes(seed))
+    scores, fresh = score(vlm, eval_probes(cfg.seed, cfg)), score(vlm, fresh_probes(cfg.seed, cfg))
     (trained / "README.md").write_text(intact_card(summary, scores, command, fresh))
     if out.exists():
         import shutil

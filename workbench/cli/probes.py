@@ -52,6 +52,7 @@ def make(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
     canvas: int = typer.Option(64, "--canvas", help="Image side in pixels."),
     object_size: int = typer.Option(0, "--object-size", help="Object side in pixels (0: 22% of the canvas)."),
+    grid: int = typer.Option(0, "--grid", help="Snap object centers to cells of this many pixels, one object a cell (0: free placement)."),
     tasks: str = typer.Option(None, "--tasks", help="Comma-separated tasks (default all): relation, verify, color, shape, count, exists."),
     relations: str = typer.Option(None, "--relations", help="Comma-separated relations (default all): left, right, above, below."),
     colors: str = typer.Option(None, "--colors", help="Comma-separated colors (default all six)."),
@@ -63,7 +64,7 @@ def make(
 ) -> None:
     """Generate a seeded spatial probe set (scenes, questions, counterfactuals, splits) and its contact sheet."""
     base = ProbeConfig()
-    cfg = ProbeConfig(n=n, seed=seed, canvas=canvas, object_size=object_size,
+    cfg = ProbeConfig(n=n, seed=seed, canvas=canvas, object_size=object_size, grid=grid,
                       tasks=parse_list(tasks, "tasks") or base.tasks, relations=parse_list(relations, "relations") or base.relations,
                       colors=parse_list(colors, "colors") or base.colors, shapes=parse_list(shapes, "shapes") or base.shapes,
                       test_fraction=test_fraction, split_by=split_by, heldout=heldout)

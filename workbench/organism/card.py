@@ -27,9 +27,24 @@ def _relation_table(columns: dict[str, dict[str, float]]) -> str:
 def _curve_table(curve: list[dict], rows: int = 16) -> str:
     step = max(1, len(curve) // rows)
     picked = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
-    out = ["| step | loss | spatial | control | seconds |", "| ---: | ---: | ---: | ---: | ---: |"]
-    out += [f"| {p['step']} | {p['loss']:.3f} | {100 * p['spatial']:.1f}% | {100 * p['control']:.1f}% | {p['seconds']:.0f} |" for p in picked]
+    spread = all("image_spread" in p for p in picked)  # logged since the plateau diagnosis; older curves lack it
+    out = ["| step | loss | spatial | control |" + (" image spread |" if spread else "") + " seconds |",
+           "| ---: | ---: | ---: | ---: |" + (" ---: |" if spread else "") + " ---: |"]
+    out += [f"| {p['step']} | {p['loss']:.3f} | {100 * p['spatial']:.1f}% | {100 * p['control']:.1f}% |"
+            + (f" {p['image_spread']:.3f} |" if spread else "") + f" {p['seconds']:.0f} |" for p in picked]
     return "\n".join(out)
+
+
+def _pool(c: dict) -> str:
+    return ", a pool of independently seeded chunks rendered by every CPU (`workbench.organism.data`)" if c.get("data") == "pool" else ""
+
+
+def _scenes(c: dict) -> str:
+    size = c.get("object_size") or round(0.22 * c["canvas"])
+    if c.get("grid"):
+        return (f"{c['canvas']} px scenes with 2–3 objects of {size} px, centered in the cells of a {c['grid']} px grid "
+                f"(one object per vision patch)")
+    return f"{c['canvas']} px scenes with 2–3 objects of {size} px, placed freely"
 
 
 TARGETS = {"spatial": 0.90, "color": 0.95, "shape": 0.95, "count": 0.95, "exists": 0.95}
@@ -65,8 +80,8 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 
 ## Data and training
 
-- Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes (train split only:
-  held-out color–shape pairs never appear), {c['canvas']} px scenes with 2–3 objects; tasks relation, verify (spatial)
+- Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes{_pool(c)} (train split only:
+  held-out color–shape pairs never appear), {_scenes(c)}; tasks relation, verify (spatial)
   and color, shape, count, exists (control), half spatial.
 - Loss: cross-entropy of the answer word at the last position. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
@@ -77,6 +92,10 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 ### Training curve (held-out accuracy over the options)
 
 {_curve_table(summary['curve'])}
+
+"image spread": how different the projected image tokens of one image are, relative to their size
+(`workbench.organism.train.image_spread`); near 0 the vision tower has collapsed and the language model
+sees one vector at every image position.
 
 ## Held-out accuracy (500 probes)
 

@@ -149,18 +149,20 @@ def _render_chunk(job: tuple[dict, int, int]) -> tuple[np.ndarray, list[str], li
             [list(q["options"]).index(q["answer"]) for _, q in pairs], [q["task"] for _, q in pairs])
 
 
-def pool_key(seed: int, n: int, canvas: int) -> dict:
-    """What a pool's content depends on (besides the processor, which the encoding check covers)."""
-    return {"seed": seed, "n": n, "canvas": canvas, "chunk": CHUNK, "version": 1}
+def pool_key(seed: int, n: int, scene: dict) -> dict:
+    """What a pool's content depends on (besides the processor, which the encoding check covers);
+    ``scene``: the scene geometry (canvas, object_size, grid; see ``OrganismConfig.scene``)."""
+    return {"seed": seed, "n": n, **scene, "chunk": CHUNK, "version": 2}
 
 
-def render_pool(processor, seed: int, n: int, canvas: int, workers: int = 0,
+def render_pool(processor, seed: int, n: int, scene: dict, workers: int = 0,
                 log: Callable[[str], None] = print) -> Encoded:
-    """n training items in chunks of :data:`CHUNK`, rendered by ``workers`` processes (0: one per CPU)."""
-    cfg = {"n": CHUNK, "seed": seed, "canvas": canvas, "test_fraction": 0.0}
+    """n training items in chunks of :data:`CHUNK`, rendered by ``workers`` processes (0: one per CPU);
+    ``scene`` gives the scene geometry (ProbeConfig fields: canvas, object_size, grid)."""
+    cfg = {"n": CHUNK, "seed": seed, **scene, "test_fraction": 0.0}
     jobs = [(cfg, c, min(CHUNK, n - c * CHUNK)) for c in range(-(-n // CHUNK))]
     workers = workers or mp.cpu_count()
-    pixels = np.empty((n, canvas, canvas, 3), dtype=np.uint8)
+    pixels = np.empty((n, scene["canvas"], scene["canvas"], 3), dtype=np.uint8)
     questions: list[str] = []
     options: list[tuple[str, ...]] = []
     answers: list[int] = []

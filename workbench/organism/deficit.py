@@ -26,16 +26,18 @@ from workbench.errors import WorkbenchError
 from workbench.evaluation import score
 from workbench.interventions.core import HeadScale
 from workbench.models.load import load_vlm
-from workbench.probes.generate import ProbeConfig, generate
+from workbench.organism.train import OrganismConfig
+from workbench.probes.generate import generate
 from workbench.probes.probeset import ProbeSet
 
 PLANTED_FILE = "planted.json"
 CONTROL = ("color", "shape", "count", "exists")
 
 
-def selection_probes(seed: int = 0, n: int = 600, canvas: int = 64) -> ProbeSet:
-    """Training-distribution probes (no held-out pairs) for choosing heads; never the evaluation set."""
-    return generate(ProbeConfig(n=n, seed=seed, canvas=canvas, test_fraction=0.0))
+def selection_probes(seed: int = 0, n: int = 600) -> ProbeSet:
+    """Training-distribution probes (no held-out pairs, the organism's scene geometry) for choosing heads;
+    never the evaluation set."""
+    return generate(OrganismConfig().probe_config(n, seed))
 
 
 def control_drop(base: dict[str, float], other: dict[str, float]) -> float:

@@ -54,6 +54,7 @@ class ProbeConfig:
     split_by: str = "combo"
     heldout: int = 5  # held-out color–shape pairs (split_by="combo")
     max_objects: int = 3  # scenes have 2..max_objects objects
+    grid: int = 0  # > 0: object centers snap to cells of this many px (see probes.scenes); 0: free placement
 
     def validate(self) -> None:
         if self.n <= 0:
@@ -76,7 +77,7 @@ class ProbeConfig:
         if self.split_by == "combo" and not 1 <= self.heldout < len(self.colors) * len(self.shapes) // 2:
             raise WorkbenchError(f"cannot hold out {self.heldout} of {len(self.colors) * len(self.shapes)} color–shape pairs",
                                  "hold out at least 1 and under half of them")
-        SceneSpec(self.canvas, self.object_size, self.gap).validate()
+        SceneSpec(self.canvas, self.object_size, self.gap, self.grid).validate()
 
     @property
     def name(self) -> str:
@@ -116,7 +117,7 @@ class _Drawer:
 
     def __init__(self, cfg: ProbeConfig, split: str, heldout: frozenset, rng: np.random.Generator):
         self.cfg, self.split, self.heldout, self.rng = cfg, split, heldout, rng
-        self.spec = SceneSpec(cfg.canvas, cfg.object_size, cfg.gap)
+        self.spec = SceneSpec(cfg.canvas, cfg.object_size, cfg.gap, cfg.grid)
 
     def _allowed(self, pairs: list[tuple[str, str]]) -> bool:
         if not self.heldout:
@@ -248,4 +249,5 @@ def generate(cfg: ProbeConfig, progress: Callable[[int], None] | None = None) ->
 
 
 def _config_json(cfg: ProbeConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    """The config as JSON; ``grid`` only when set, so sets made before it existed keep their content hash."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k != "grid" or v}

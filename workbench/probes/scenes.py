@@ -13,6 +13,13 @@ A scene has a *key pair* (subject A, reference B) arranged along one axis:
 so the relation of A to B is unambiguous both as a 4-way answer and as a yes/no check. An optional
 third object is a distractor, placed anywhere it does not touch the others.
 
+Placement is free (any integer center) or, with ``grid`` > 0, snapped to the centers of square
+cells of ``grid`` pixels, one object per cell. With the cell equal to a vision tower's patch,
+every object lies inside one patch at one offset: a small model trained from scratch then learns
+*shape* from a handful of patch patterns instead of from every sub-patch offset, which is what
+kept the organism's color/shape/count answers from generalising to unseen color–shape pairs.
+The same relation rule holds either way (it is linear, so cells obey it as pixels do).
+
 Coordinates are integer pixel centers; y grows downwards (image convention), so "above" means a
 smaller y.
 """
@@ -169,11 +176,13 @@ def _touch(a: SceneObject, b: SceneObject, gap: int) -> bool:
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """How scenes are drawn: canvas side, object side, minimum gap between objects (pixels)."""
+    """How scenes are drawn: canvas side, object side, minimum gap between objects (pixels), and
+    the placement grid's cell side (0: free placement)."""
 
     canvas: int = 48
     object_size: int = 0  # 0 → round(0.22 · canvas)
     gap: int = 2
+    grid: int = 0
 
     @property
     def size(self) -> int:
@@ -183,7 +192,14 @@ class SceneSpec:
         s = self.size
         if self.canvas < 16:
             raise WorkbenchError(f"canvas {self.canvas} px is too small", "use --canvas 16 or more")
-        if 3 * s + 2 * self.gap + 2 > self.canvas:
+        if self.grid:
+            if self.grid < 0 or self.canvas % self.grid or self.canvas // self.grid < 3:
+                raise WorkbenchError(f"grid cells of {self.grid} px do not tile a {self.canvas} px canvas at least 3 × 3",
+                                     "use a --grid that divides --canvas into 3 or more cells a side, or 0")
+            if s + self.gap > self.grid:
+                raise WorkbenchError(f"objects of {s} px with a {self.gap} px gap do not fit in {self.grid} px cells",
+                                     f"use --object-size {self.grid - self.gap} or less")
+        elif 3 * s + 2 * self.gap + 2 > self.canvas:
             raise WorkbenchError(f"objects of {s} px do not fit three times on a {self.canvas} px canvas",
                                  "use a larger --canvas or a smaller --object-size")
 
@@ -195,8 +211,11 @@ def sample_scene(rng: np.random.Generator, spec: SceneSpec, relation: str, n_obj
 
     The pair's main-axis distance d is uniform in [size + gap, room]; the off-axis offset is
     uniform in [−d/3, d/3]; the pair is placed uniformly where it fits. A distractor is rejection-
-    sampled until it touches nothing (a fresh pair is drawn if that fails 50 times).
+    sampled until it touches nothing (a fresh pair is drawn if that fails 50 times). With a grid
+    the same is done in cells (see :func:`_sample_grid_scene`).
     """
+    if spec.grid:
+        return _sample_grid_scene(rng, spec, relation, n_objects, attributes)
     s, lo, hi = spec.size, spec.size // 2 + 1, spec.canvas - (spec.size - spec.size // 2) - 1
     ux, uy = _DIRECTION[relation]
     for _ in range(1000):
@@ -226,3 +245,26 @@ def sample_scene(rng: np.random.Generator, spec: SceneSpec, relation: str, n_obj
             return Scene(spec.canvas, shuffled, subject=inv[0], reference=inv[1])
     raise WorkbenchError(f"could not place {n_objects} objects of {s} px on a {spec.canvas} px canvas",
                          "use a larger --canvas or a smaller --object-size")
+
+
+def _sample_grid_scene(rng: np.random.Generator, spec: SceneSpec, relation: str, n_objects: int,
+                       attributes: list[tuple[str, str]]) -> Scene:
+    """:func:`sample_scene` on a grid: the key pair's main-axis distance d is uniform in [1, cells − 1]
+    cells, the off-axis offset uniform in [−d // 3, d // 3] cells, the pair placed uniformly where it
+    fits; distractors take uniformly drawn free cells. Object centers are cell centers, so an
+    object of side ≤ cell − gap lies inside its cell and never touches a neighbour."""
+    s, g, cells = spec.size, spec.grid, spec.canvas // spec.grid
+    ux, uy = _DIRECTION[relation]
+    d = int(rng.integers(1, cells))
+    off = int(rng.integers(-(d // 3), d // 3 + 1))
+    dx, dy = (ux * d, off) if ux else (off, uy * d)
+    ca = (int(rng.integers(max(0, -dx), min(cells, cells - dx))), int(rng.integers(max(0, -dy), min(cells, cells - dy))))
+    taken = [ca, (ca[0] + dx, ca[1] + dy)]
+    free = [(i, j) for j in range(cells) for i in range(cells) if (i, j) not in taken]
+    taken += [free[int(k)] for k in rng.choice(len(free), n_objects - 2, replace=False)]
+    center = g // 2  # cell pixel k·g … k·g + g − 1; an even side's box is [c − s//2, c + s − s//2 − 1]
+    objs = [SceneObject(*attributes[i], cx * g + center, cy * g + center, s) for i, (cx, cy) in enumerate(taken)]
+    order = rng.permutation(len(objs))
+    shuffled = tuple(objs[i] for i in order)
+    inv = {int(j): i for i, j in enumerate(order)}
+    return Scene(spec.canvas, shuffled, subject=inv[0], reference=inv[1])
