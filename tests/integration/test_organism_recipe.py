@@ -55,6 +55,8 @@ def test_surgery_scales_only_the_planted_columns(llava_vlm):
 def test_bad_training_arguments(tmp_path):
     r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--steps", "0"])
     assert r.exit_code == 2 and "--steps and --batch must be positive" in r.output
+    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--data", "stream"])
+    assert r.exit_code == 2 and "unknown training data kind 'stream'" in r.output
     if not torch.cuda.is_available():
         with pytest.raises(WorkbenchError, match="no CUDA GPU is visible"):
             pick_device("cuda")

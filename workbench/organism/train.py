@@ -167,11 +167,11 @@ def build(cfg: OrganismConfig, out: Path):
     from that folder: the processor the checkpoint will ship with is the one that encodes the training data.
 
     ``zero_projector``: the projector's output layer starts at zero, so image tokens enter the language
-    model as zeros and grow only in directions the loss asks for. With the default initialisation,
-    image tokens first add image-dependent noise to every answer; the fastest way to lower the loss
-    is then to make them all alike, and the vision tower collapsed (token spread within an image
-    fell from 21% of the feature norm at step 0 to 0.6% at step 1,750, norm 14 → 372) and the run sat at
-    chance on every task until it found its way out (thousands of steps)."""
+    model as zeros. Tried against the plateau (``analyses/results/organism_grid_cpu.md``): at lr 2e-3
+    the vision tower collapsed with it too (within-image token spread 0.028 at step 250; 0.006 at
+    step 1,750 without it, from 0.21 at step 0), so it is off by default; halving the learning rate
+    is what kept the tokens apart.
+    """
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     tokenizer = word_tokenizer()
