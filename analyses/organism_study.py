@@ -222,7 +222,8 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, parts: list[di
     counts = next((r["n_items"] for r in rows if "n_items" in r), {})
     lines += ["", "Per task (%; items per task in the 500-probe set: "
               + (", ".join(f"{t} {counts[t]}" for t in tasks if t in counts) or "see the JSON")
-              + "; one item of a 62-item task is 1.6 points):", "",
+              + (f"; one item of a {min(counts.values())}-item task is {100 / min(counts.values()):.1f} points" if counts else "")
+              + "):", "",
               "| method | " + " | ".join(tasks) + " |", "| --- |" + " ---: |" * len(tasks)]
     for name in ("intact", "deficit"):
         lines.append(f"| ({name} model) | " + " | ".join(f"{100 * base[name][t]:.1f}" for t in tasks) + " |")

@@ -60,8 +60,8 @@ def train_cmd(
     if summary is None:
         console.print(f"stopped at step {stop_after or 0}+; run the same command again to continue from [green]{checkpoint}[/]")
         return
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items() if v is not None)
-    command = f"workbench organism train --out {out} --seed {seed} {flags} --force".replace("  ", " ")
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in given.items() if v is not None]
+    command = " ".join(["workbench organism train", f"--out {out}", f"--seed {seed}", *flags, "--force"])
     finish(tmp, out, summary, command)
 
 

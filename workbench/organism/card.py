@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workbench.evaluation import Scores
+from workbench.probes.scenes import SceneSpec
 
 TASK_ORDER = ("relation", "verify", "color", "shape", "count", "exists", "spatial", "control", "all")
 
@@ -40,7 +41,7 @@ def _pool(c: dict) -> str:
 
 
 def _scenes(c: dict) -> str:
-    size = c.get("object_size") or round(0.22 * c["canvas"])
+    size = SceneSpec(c["canvas"], c.get("object_size", 0)).size
     if c.get("grid"):
         return (f"{c['canvas']} px scenes with 2–3 objects of {size} px, centered in the cells of a {c['grid']} px grid "
                 f"(one object per vision patch)")

@@ -139,12 +139,8 @@ def image_spread(model, data: Encoded, device: torch.device, n: int = 64) -> flo
     A diagnostic of the training plateau: when it falls towards 0 the language model receives the
     same vector at every image position (a collapsed vision tower) and cannot tell objects apart."""
     model.eval()
-    cfg = model.config
-    out = model.model.vision_tower(data.pixel_values(torch.arange(min(n, len(data.tasks))), device), output_hidden_states=True)
-    feats = out.hidden_states[cfg.vision_feature_layer]
-    if cfg.vision_feature_select_strategy == "default":
-        feats = feats[:, 1:]
-    f = model.model.multi_modal_projector(feats).float()
+    pixels = data.pixel_values(torch.arange(min(n, len(data.tasks))), device)
+    f = torch.stack(list(model.model.get_image_features(pixel_values=pixels).pooler_output)).float()  # LLaVA's own layer choice
     return float((f - f.mean(1, keepdim=True)).norm(dim=-1).mean() / f.norm(dim=-1).mean().clamp_min(1e-12))
 
 

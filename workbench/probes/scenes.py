@@ -238,11 +238,7 @@ def sample_scene(rng: np.random.Generator, spec: SceneSpec, relation: str, n_obj
             else:
                 ok = False
         if ok:
-            # shuffle draw order so the key pair is not always first in the object list
-            order = rng.permutation(len(objs))
-            shuffled = tuple(objs[i] for i in order)
-            inv = {int(j): i for i, j in enumerate(order)}
-            return Scene(spec.canvas, shuffled, subject=inv[0], reference=inv[1])
+            return _shuffled(rng, spec.canvas, objs)
     raise WorkbenchError(f"could not place {n_objects} objects of {s} px on a {spec.canvas} px canvas",
                          "use a larger --canvas or a smaller --object-size")
 
@@ -263,8 +259,12 @@ def _sample_grid_scene(rng: np.random.Generator, spec: SceneSpec, relation: str,
     free = [(i, j) for j in range(cells) for i in range(cells) if (i, j) not in taken]
     taken += [free[int(k)] for k in rng.choice(len(free), n_objects - 2, replace=False)]
     center = g // 2  # cell pixel k·g … k·g + g − 1; an even side's box is [c − s//2, c + s − s//2 − 1]
-    objs = [SceneObject(*attributes[i], cx * g + center, cy * g + center, s) for i, (cx, cy) in enumerate(taken)]
+    return _shuffled(rng, spec.canvas, [SceneObject(*attributes[i], cx * g + center, cy * g + center, s) for i, (cx, cy) in enumerate(taken)])
+
+
+def _shuffled(rng: np.random.Generator, canvas: int, objs: list[SceneObject]) -> Scene:
+    """The scene of ``objs`` (key pair A, B first) in a random draw order, so the key pair is not
+    always first in the object list; subject and reference follow their objects."""
     order = rng.permutation(len(objs))
-    shuffled = tuple(objs[i] for i in order)
     inv = {int(j): i for i, j in enumerate(order)}
-    return Scene(spec.canvas, shuffled, subject=inv[0], reference=inv[1])
+    return Scene(canvas, tuple(objs[i] for i in order), subject=inv[0], reference=inv[1])
