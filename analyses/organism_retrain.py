@@ -24,7 +24,7 @@ from pathlib import Path
 
 OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
            ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
-           ("--zero-projector", lambda v: bool(int(v))))
+           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float))
 
 
 def config(args: argparse.Namespace):

@@ -118,6 +118,7 @@ def test_training_pool_is_the_same_for_any_worker_count_and_round_trips(tmp_path
     two = render_pool(proc, cfg.seed, cfg.n_train, cfg.scene, workers=2, log=lambda m: None)
     assert one.pixels.shape == (CHUNK + 40, 64, 64, 3) and torch.equal(one.pixels, two.pixels)
     assert torch.equal(one.input_ids, two.input_ids) and torch.equal(one.option_ids, two.option_ids) and one.tasks == two.tasks
+    assert one.objects.shape == (CHUNK + 40, 3, 4) and torch.equal(one.objects, two.objects)
     assert not torch.equal(one.pixels[:40], one.pixels[CHUNK:])  # chunks draw from different streams
     from workbench.probes.generate import ProbeConfig, heldout_pairs, train_chunk
 
@@ -127,6 +128,7 @@ def test_training_pool_is_the_same_for_any_worker_count_and_round_trips(tmp_path
     save_pool(one, tmp_path / "pool", key)
     back = load_pool(tmp_path / "pool", key)
     assert torch.equal(back.pixels, one.pixels) and torch.equal(back.answer_token, one.answer_token)
+    assert torch.equal(back.objects, one.objects)
     assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == ["meta.pt", "pixels.npy"]  # no temporary files left
     with pytest.raises(WorkbenchError, match="was built for"):
         load_pool(tmp_path / "pool", pool_key(cfg.seed + 1, cfg.n_train, cfg.scene))
@@ -156,3 +158,43 @@ def test_image_spread_reads_a_collapsed_vision_tower_as_zero(tmp_path):
         proj.weight.zero_()
         proj.bias.fill_(0.5)
     assert fresh > 0.05 and image_spread(model, data, torch.device("cpu"), n=16) == 0.0
+
+
+def test_patch_labels_mark_the_token_under_each_object_centre():
+    """Hand case: on a 64 px canvas a red circle centred at (40, 8) lies in 16 px patch (row 0, col 2) = token 2
+    and in 8 px patch (row 1, col 5) = token 13; a blue square at (8, 56) in tokens 12 and 57; the rest are 0."""
+    from workbench.organism.data import Encoded, object_table
+    from workbench.probes.scenes import PALETTE, SHAPES, Scene, SceneObject
+
+    scene = Scene(64, (SceneObject("red", "circle", 40, 8, 14), SceneObject("blue", "square", 8, 56, 14)), 0, 1)
+    objects = object_table([scene])
+    assert objects.tolist() == [[[list(PALETTE).index("red"), SHAPES.index("circle"), 40, 8],
+                                 [list(PALETTE).index("blue"), SHAPES.index("square"), 8, 56], [-1, -1, -1, -1]]]
+    z = torch.zeros(1, 1, dtype=torch.long)
+    data = Encoded(z, z, torch.zeros(1, 64, 64, 3, dtype=torch.uint8), torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"], objects)
+    for patch, red, blue in ((16, 2, 12), (8, 13, 57)):
+        color, shape = data.patch_labels(torch.tensor([0]), patch)
+        want_c, want_s = torch.zeros(1, (64 // patch) ** 2, dtype=torch.long), torch.zeros(1, (64 // patch) ** 2, dtype=torch.long)
+        want_c[0, red], want_s[0, red] = list(PALETTE).index("red") + 1, SHAPES.index("circle") + 1
+        want_c[0, blue], want_s[0, blue] = list(PALETTE).index("blue") + 1, SHAPES.index("square") + 1
+        assert torch.equal(color, want_c) and torch.equal(shape, want_s)
+    with pytest.raises(WorkbenchError, match="carry no object tables"):
+        Encoded(z, z, data.pixels, torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"]).patch_labels(torch.tensor([0]), 16)
+
+
+@pytest.mark.slow
+def test_patch_loss_trains_the_vision_tower_and_is_checkpointed(tmp_path):
+    """The auxiliary read-out reads the projector's output (its hook fires) and its gradient reaches the vision
+    tower: the same seed with and without it gives different towers; its state travels in the checkpoint."""
+    from safetensors.torch import load_file
+
+    plain = OrganismConfig(**TINY)
+    aux = OrganismConfig(**{**TINY, "patch_loss": 1.0})
+    train(plain, tmp_path / "plain", device="cpu", log=lambda m: None)
+    train(aux, tmp_path / "aux", device="cpu", log=lambda m: None, checkpoint=tmp_path / "aux.pt")
+    a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "aux" / "model.safetensors")
+    tower = [k for k in a if "vision_tower" in k and k.endswith("weight")]
+    assert tower and any(not torch.equal(a[k], b[k]) for k in tower)
+    state = torch.load(tmp_path / "aux.pt", weights_only=False)
+    assert set(state["readout"]) == {"color.weight", "color.bias", "shape.weight", "shape.bias"}
+    assert not any("readout" in k or "color." in k for k in b)  # the shipped model is a plain LLaVA

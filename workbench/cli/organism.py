@@ -22,6 +22,7 @@ def train_cmd(
     batch: int = typer.Option(None, "--batch", help="Batch size (default: the shipped recipe's)."),
     n_train: int = typer.Option(None, "--n-train", help="Training probes (default: the shipped recipe's)."),
     lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default: the shipped recipe's)."),
+    patch_loss: float = typer.Option(None, "--patch-loss", help="Weight of the auxiliary patch loss (color and shape read from each image token); 0: off."),
     data: str = typer.Option(None, "--data", help="set: one generated probe set; pool: chunked streams rendered by every CPU."),
     pool: Path = typer.Option(None, "--pool", help="With --data pool: load the pool from this folder, or save it there."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, initialisation and batch order."),
@@ -40,7 +41,7 @@ def train_cmd(
     from workbench.cli._common import progress_bar
     from workbench.organism.train import OrganismConfig, pick_device, train
 
-    given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "data": data}
+    given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "patch_loss": patch_loss, "data": data}
     cfg = replace(OrganismConfig(seed=seed), **{k: v for k, v in given.items() if v is not None})
     if cfg.steps <= 0 or cfg.batch <= 0 or cfg.n_train < cfg.batch:
         raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch", "e.g. --steps 4000 --batch 256")

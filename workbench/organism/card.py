@@ -40,6 +40,14 @@ def _pool(c: dict) -> str:
     return ", a pool of independently seeded chunks rendered by every CPU (`workbench.organism.data`)" if c.get("data") == "pool" else ""
 
 
+def _patch_loss(c: dict) -> str:
+    if not c.get("patch_loss"):
+        return ""
+    return (f", plus {c['patch_loss']} × an auxiliary patch loss: two linear read-outs of each projected image token "
+            "predict the color and the shape of the object centered in its patch (`workbench.organism.train.PatchReadout`; "
+            "used only while training, not part of this model)")
+
+
 def _scenes(c: dict) -> str:
     size = SceneSpec(c["canvas"], c.get("object_size", 0)).size
     if c.get("grid"):
@@ -84,7 +92,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 - Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes{_pool(c)} (train split only:
   held-out color–shape pairs never appear), {_scenes(c)}; tasks relation, verify (spatial)
   and color, shape, count, exists (control), half spatial.
-- Loss: cross-entropy of the answer word at the last position. AdamW lr {c['lr']}, weight decay
+- Loss: cross-entropy of the answer word at the last position{_patch_loss(c)}. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
   gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.
 - Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
@@ -140,8 +148,9 @@ multiplied by {record['factor']} (weight surgery; nothing else changed). The hea
 intervention layer on a selection set from the training distribution ({record.get('selection_probes', 400)} probes, seed
 {record['selection_seed']}; never the evaluation set): every head scaled by the factor alone (all positions), then a
 greedy search over the 16 heads with the largest single-head spatial drop, adding the head whose *combined* scaling
-drops spatial accuracy most while every control task stays within 2 points, until at least 4 heads drop it by
-30 points (heads are redundant: single-head effects alone overstate what a set does). The factor is the strongest
+drops spatial accuracy most while every control task stays within {100 * record.get('control_budget', 0.03):.0f} points, until at least 4 heads
+drop it by {100 * max(record.get('min_drop', 0.30), 0.30):.0f} points, or 8 heads are chosen (heads are redundant: single-head effects alone
+overstate what a set does). The factor is the strongest
 of 0.1, 0.2, 0.3 that reaches this. Selection set: spatial {100 * record['selection']['intact']['spatial']:.1f}% →
 {100 * record['selection']['deficit']['spatial']:.1f}%.
 

@@ -36,9 +36,12 @@ from workbench.errors import WorkbenchError
 from workbench.models.prompts import option_token_ids, prompt_text
 from workbench.probes.generate import ProbeConfig, train_chunk
 from workbench.probes.probeset import ProbeSet
-from workbench.probes.scenes import render
+from workbench.probes.scenes import PALETTE, SHAPES, Scene, render
 
 CHUNK = 8192  # items per random stream of a pool
+MAX_OBJECTS = 3  # rows of an item's object table: the generator draws 2-3 objects (ProbeConfig.max_objects)
+COLOR_IDS = {c: i for i, c in enumerate(PALETTE)}
+SHAPE_IDS = {s: i for i, s in enumerate(SHAPES)}
 
 
 @dataclass
@@ -57,12 +60,32 @@ class Encoded:
     answer: torch.Tensor  # [n] index into options
     answer_token: torch.Tensor  # [n] vocabulary id of the answer
     tasks: list[str]
+    objects: torch.Tensor | None = None  # [n, MAX_OBJECTS, 4] int16: color id, shape id, x, y of each object; -1 rows: none
 
     def to(self, device: torch.device, pixels: bool = True) -> Encoded:
         """Move to ``device``; ``pixels=False`` keeps the (large) pixels where they are and moves a batch at a time."""
         keys = ("input_ids", "attention_mask", "mean", "std", "answer_token") + (("pixels",) if pixels else ())
         move = {k: getattr(self, k).to(device) for k in keys}
-        return Encoded(**{"pixels": self.pixels, **move}, option_ids=self.option_ids, answer=self.answer, tasks=self.tasks)
+        return Encoded(**{"pixels": self.pixels, **move}, option_ids=self.option_ids, answer=self.answer, tasks=self.tasks,
+                       objects=self.objects)
+
+    def patch_labels(self, idx: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each image token of the items ``idx`` shows: (color, shape) class ``[b, tokens]`` each,
+        ``1 + id`` for the token whose ``patch``-px square holds an object's center, 0 for the others
+        (row-major over the patch grid, the vision tower's token order). Targets of the auxiliary
+        patch loss (:func:`workbench.organism.train.train`, ``patch_loss``)."""
+        if self.objects is None:
+            raise WorkbenchError("these training items carry no object tables", "rebuild the pool (its format is version 3)")
+        side = self.pixels.shape[1] // patch
+        obj = self.objects[idx.to(self.objects.device)].long()  # [b, MAX_OBJECTS, 4]
+        present = obj[..., 0] >= 0
+        token = (obj[..., 3].clamp_min(0) // patch) * side + obj[..., 2].clamp_min(0) // patch  # [b, MAX_OBJECTS]
+        color = torch.zeros(len(obj), side * side, dtype=torch.long)
+        shape = torch.zeros_like(color)
+        rows = torch.arange(len(obj))[:, None].expand_as(token)
+        color[rows[present], token[present]] = obj[..., 0][present] + 1
+        shape[rows[present], token[present]] = obj[..., 1][present] + 1
+        return color, shape
 
     def pixel_values(self, idx: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
         raw = self.pixels[idx.to(self.pixels.device)]
@@ -79,15 +102,26 @@ class Encoded:
                 "pixel_values": self.pixel_values(idx, device)}
 
 
+def object_table(scenes: Sequence[Scene]) -> torch.Tensor:
+    """``[n, MAX_OBJECTS, 4]`` int16: (color id, shape id, x, y) per object of each scene, rows of -1 after the last.
+    Built in numpy: pool workers are forked, and torch ops in a forked child can hang on the parent's thread pool."""
+    table = np.full((len(scenes), MAX_OBJECTS, 4), -1, dtype=np.int16)
+    for i, scene in enumerate(scenes):
+        for j, o in enumerate(scene.objects):
+            table[i, j] = (COLOR_IDS[o.color], SHAPE_IDS[o.shape], o.x, o.y)
+    return torch.from_numpy(table)
+
+
 def encode(processor, probes: ProbeSet, check: int = 32) -> Encoded:
     """Tokenise and rasterise a probe set (see :func:`encode_arrays`)."""
     pixels = np.stack([np.asarray(probes.image(it).convert("RGB")) for it in probes])
+    objects = object_table([Scene.from_json(it.scene) for it in probes]) if all(it.scene for it in probes) else None
     return encode_arrays(processor, pixels, [it.question for it in probes], [tuple(it.options) for it in probes],
-                         [it.answer_index for it in probes], [it.task for it in probes], check=check)
+                         [it.answer_index for it in probes], [it.task for it in probes], check=check, objects=objects)
 
 
 def encode_arrays(processor, pixels: np.ndarray, questions: Sequence[str], options: Sequence[tuple[str, ...]],
-                  answers: Sequence[int], tasks: Sequence[str], check: int = 32) -> Encoded:
+                  answers: Sequence[int], tasks: Sequence[str], check: int = 32, objects: torch.Tensor | None = None) -> Encoded:
     """Encode items given as arrays: pixels ``[n, H, W, 3]`` uint8, a question, options and answer index each.
 
     Text: the chat prompt with ``<image>`` expanded to the image's token count, tokenised once per
@@ -121,7 +155,8 @@ def encode_arrays(processor, pixels: np.ndarray, questions: Sequence[str], optio
     answer = torch.as_tensor(list(answers), dtype=torch.long)
     data = Encoded(input_ids=input_ids, attention_mask=mask, pixels=torch.from_numpy(np.ascontiguousarray(pixels)),
                    mean=torch.tensor(ip.image_mean, dtype=torch.float32), std=torch.tensor(ip.image_std, dtype=torch.float32),
-                   option_ids=option_ids, answer=answer, answer_token=metrics.answer_token(option_ids, answer), tasks=list(tasks))
+                   option_ids=option_ids, answer=answer, answer_token=metrics.answer_token(option_ids, answer), tasks=list(tasks),
+                   objects=objects)
     _check_against_processor(ref, data, n)
     return data
 
@@ -140,19 +175,20 @@ def _check_against_processor(ref, data: Encoded, n: int) -> None:
 
 # ----------------------------------------------------------------------------- the pool
 
-def _render_chunk(job: tuple[dict, int, int]) -> tuple[np.ndarray, list[str], list[tuple[str, ...]], list[int], list[str]]:
-    """Worker: one chunk's pixels and question fields (module level, so it pickles)."""
+def _render_chunk(job: tuple[dict, int, int]):
+    """Worker: one chunk's pixels, question fields and object tables (module level, so it pickles)."""
     cfg_fields, chunk, n = job
     pairs = train_chunk(ProbeConfig(**cfg_fields), chunk, n)
     pixels = np.stack([np.asarray(render(scene)) for scene, _ in pairs])
     return (pixels, [q["question"] for _, q in pairs], [tuple(q["options"]) for _, q in pairs],
-            [list(q["options"]).index(q["answer"]) for _, q in pairs], [q["task"] for _, q in pairs])
+            [list(q["options"]).index(q["answer"]) for _, q in pairs], [q["task"] for _, q in pairs],
+            object_table([scene for scene, _ in pairs]).numpy())
 
 
 def pool_key(seed: int, n: int, scene: dict) -> dict:
     """What a pool's content depends on (besides the processor, which the encoding check covers);
     ``scene``: the scene geometry (canvas, object_size, grid; see ``OrganismConfig.scene``)."""
-    return {"seed": seed, "n": n, **scene, "chunk": CHUNK, "version": 2}
+    return {"seed": seed, "n": n, **scene, "chunk": CHUNK, "version": 3}  # 3: object tables
 
 
 def render_pool(processor, seed: int, n: int, scene: dict, workers: int = 0,
@@ -167,16 +203,18 @@ def render_pool(processor, seed: int, n: int, scene: dict, workers: int = 0,
     options: list[tuple[str, ...]] = []
     answers: list[int] = []
     tasks: list[str] = []
+    objects: list[np.ndarray] = []
     with mp.get_context("fork").Pool(workers) as pool:
-        for c, (px, q, o, a, t) in enumerate(pool.imap(_render_chunk, jobs, chunksize=1)):  # ordered: same result for any worker count
+        for c, (px, q, o, a, t, obj) in enumerate(pool.imap(_render_chunk, jobs, chunksize=1)):  # ordered: same result for any worker count
             pixels[c * CHUNK:c * CHUNK + len(px)] = px
             questions += q
             options += o
             answers += a
             tasks += t
+            objects.append(obj)
             if (c + 1) % 50 == 0:
                 log(f"rendered {min(n, (c + 1) * CHUNK):,} of {n:,}")
-    return encode_arrays(processor, pixels, questions, options, answers, tasks)
+    return encode_arrays(processor, pixels, questions, options, answers, tasks, objects=torch.from_numpy(np.concatenate(objects)))
 
 
 def save_pool(data: Encoded, folder: Path, key: dict) -> None:
@@ -184,7 +222,8 @@ def save_pool(data: Encoded, folder: Path, key: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "pixels.tmp.npy", data.pixels.numpy())
     torch.save({"key": key, "input_ids": data.input_ids, "attention_mask": data.attention_mask, "mean": data.mean, "std": data.std,
-                "option_ids": data.option_ids, "answer": data.answer, "tasks": data.tasks}, folder / "meta.tmp.pt")
+                "option_ids": data.option_ids, "answer": data.answer, "tasks": data.tasks, "objects": data.objects},
+               folder / "meta.tmp.pt")
     (folder / "pixels.tmp.npy").replace(folder / "pixels.npy")
     (folder / "meta.tmp.pt").replace(folder / "meta.pt")
 
@@ -203,4 +242,4 @@ def load_pool(folder: Path, key: dict) -> Encoded:
     option_ids, answer = meta["option_ids"], meta["answer"]
     return Encoded(input_ids=meta["input_ids"], attention_mask=meta["attention_mask"], pixels=pixels, mean=meta["mean"],
                    std=meta["std"], option_ids=option_ids, answer=answer, answer_token=metrics.answer_token(option_ids, answer),
-                   tasks=meta["tasks"])
+                   tasks=meta["tasks"], objects=meta["objects"])
