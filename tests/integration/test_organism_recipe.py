@@ -196,5 +196,5 @@ def test_patch_loss_trains_the_vision_tower_and_is_checkpointed(tmp_path):
     tower = [k for k in a if "vision_tower" in k and k.endswith("weight")]
     assert tower and any(not torch.equal(a[k], b[k]) for k in tower)
     state = torch.load(tmp_path / "aux.pt", weights_only=False)
-    assert set(state["readout"]) == {"color.weight", "color.bias", "shape.weight", "shape.bias"}
+    assert set(state["readout"]) == {f"{h}.{p}" for h in ("color", "shape", "row", "col") for p in ("weight", "bias")}
     assert not any("readout" in k or "color." in k for k in b)  # the shipped model is a plain LLaVA

@@ -147,26 +147,32 @@ def image_spread(model, data: Encoded, device: torch.device, n: int = 64) -> flo
 
 
 class PatchReadout(torch.nn.Module):
-    """Auxiliary supervision of the image tokens: two linear read-outs of each projected image token
-    ``[b, tokens, hidden]``, one for the color and one for the shape of the object whose center lies
-    in that token's patch (class 0: none; :meth:`Encoded.patch_labels`).
+    """Auxiliary supervision of the image tokens: linear read-outs of each projected image token
+    ``[b, tokens, hidden]`` — *what* it shows (the color and the shape of the object whose center lies in its
+    patch, class 0: none; :meth:`Encoded.patch_labels`) and *where* it is (its row and column in the
+    patch grid).
 
     Why: trained on answers alone, the vision tower learns shape slowly and as color–shape
-    conjunctions, which fail on the held-out pairs of the evaluation set. Two *separate* linear
-    read-outs ask every token to carry color and shape as separate directions. The read-outs
-    are used only while training and are not part of the shipped model, which stays a plain
-    ``LlavaForConditionalGeneration``."""
+    conjunctions, which fail on the held-out pairs of the evaluation set; separate linear read-outs
+    ask every token to carry color, shape and position as separate directions, which is what the
+    language model must retrieve and compare to answer a spatial question. The read-outs are used
+    only while training and are not part of the shipped model, a plain ``LlavaForConditionalGeneration``."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, side: int):
         super().__init__()
+        self.side = side
         self.color = torch.nn.Linear(hidden, len(PALETTE) + 1)
         self.shape = torch.nn.Linear(hidden, len(SHAPES) + 1)
+        self.row = torch.nn.Linear(hidden, side)
+        self.col = torch.nn.Linear(hidden, side)
 
     def forward(self, tokens: torch.Tensor, color: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
-        """Mean of the two cross-entropies over all tokens (``tokens`` [b, T, hidden]; labels [b, T])."""
+        """Mean of the four cross-entropies over all tokens (``tokens`` [b, T, hidden]; labels [b, T]; T = side²)."""
         ce = torch.nn.functional.cross_entropy
-        t = tokens.float()
-        return 0.5 * (ce(self.color(t).flatten(0, 1), color.flatten()) + ce(self.shape(t).flatten(0, 1), shape.flatten()))
+        t = tokens.float().flatten(0, 1)  # [b·T, hidden]
+        where = torch.arange(tokens.shape[1], device=tokens.device).repeat(tokens.shape[0])  # [b·T] token index, row-major
+        return (ce(self.color(t), color.flatten()) + ce(self.shape(t), shape.flatten())
+                + ce(self.row(t), where // self.side) + ce(self.col(t), where % self.side)) / 4
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -252,7 +258,7 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     model.to(dev).train()
     readout, seen, hook = None, [], None
     if cfg.patch_loss:
-        readout = PatchReadout(model.config.text_config.hidden_size).to(dev)
+        readout = PatchReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch).to(dev)
         hook = model.model.multi_modal_projector.register_forward_hook(lambda mod, args, out: seen.append(out))  # the tokens the LM reads
     params = list(model.parameters()) + (list(readout.parameters()) if readout else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
