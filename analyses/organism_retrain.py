@@ -11,6 +11,8 @@ two runs of one recipe are compared on the fixed 500-probe evaluation set, task 
     python analyses/organism_retrain.py train --out DIR --name a --data pool --pool /dev/shm/pool --n-train 2000000
     # the table: one column per run, the largest gap between runs, and the pass/fail per task
     python analyses/organism_retrain.py table DIR/a DIR/b
+    # a run's curve per task, as markdown: from its training.json, or from its checkpoint while it trains
+    python analyses/organism_retrain.py curve DIR/a.ckpt
 
 Runs of one recipe can train side by side on one GPU (each takes a few GB).
 """
@@ -78,6 +80,25 @@ def table(folders: list[str]) -> int:
     return 0 if worst <= 2.0 and len(configs) == 1 else 1
 
 
+CURVE_TASKS = ("spatial", "control", "relation", "verify", "color", "shape", "count", "exists")
+
+
+def curve(path: str) -> int:
+    """Print a run's held-out curve per task (a training.json, a model folder holding one, or a checkpoint)."""
+    import torch
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "training.json"
+    run = json.loads(p.read_text()) if p.suffix == ".json" else torch.load(p, map_location="cpu", weights_only=False)
+    print("| step | loss | " + " | ".join(CURVE_TASKS) + " | image spread |")
+    print("| ---: | ---: |" + " ---: |" * (len(CURVE_TASKS) + 1))
+    for point in run["curve"]:
+        print(f"| {point['step']} | {point['loss']:.3f} | " + " | ".join(f"{100 * point[t]:.1f}%" for t in CURVE_TASKS)
+              + f" | {point.get('image_spread', float('nan')):.3f} |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -96,6 +117,8 @@ def main() -> int:
             parser.add_argument(flag, type=kind, default=None)
     c = sub.add_parser("table")
     c.add_argument("folders", nargs="+")
+    k = sub.add_parser("curve")
+    k.add_argument("run", help="a training.json, a model folder, or a checkpoint (.ckpt)")
     args = ap.parse_args()
     if args.cmd == "train":
         train_one(args)
@@ -103,6 +126,8 @@ def main() -> int:
     if args.cmd == "pool":
         build_pool(args)
         return 0
+    if args.cmd == "curve":
+        return curve(args.run)
     return table(args.folders)
 
 

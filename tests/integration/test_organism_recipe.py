@@ -57,6 +57,8 @@ def test_bad_training_arguments(tmp_path):
     assert r.exit_code == 2 and "--steps and --batch must be positive" in r.output
     r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--data", "stream"])
     assert r.exit_code == 2 and "unknown training data kind 'stream'" in r.output
+    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--patch-loss", "-1"])
+    assert r.exit_code == 2 and "patch_loss must be a weight ≥ 0, got -1.0" in r.output
     if not torch.cuda.is_available():
         with pytest.raises(WorkbenchError, match="no CUDA GPU is visible"):
             pick_device("cuda")

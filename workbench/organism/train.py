@@ -66,6 +66,8 @@ class OrganismConfig:
     def __post_init__(self) -> None:
         if self.data not in ("set", "pool"):
             raise WorkbenchError(f"unknown training data kind {self.data!r}", "use data='set' or 'pool'")
+        if not self.patch_loss >= 0:
+            raise WorkbenchError(f"patch_loss must be a weight ≥ 0, got {self.patch_loss}", "use 0 (off) or e.g. 1.0")
         self.probe_config(1, 0).validate()
 
     @property
