@@ -87,15 +87,13 @@ def curve(path: str) -> int:
     """Print a run's held-out curve per task (a training.json, a model folder holding one, or a checkpoint)."""
     import torch
 
+    from workbench.organism.card import curve_table
+
     p = Path(path)
     if p.is_dir():
         p = p / "training.json"
     run = json.loads(p.read_text()) if p.suffix == ".json" else torch.load(p, map_location="cpu", weights_only=False)
-    print("| step | loss | " + " | ".join(CURVE_TASKS) + " | image spread |")
-    print("| ---: | ---: |" + " ---: |" * (len(CURVE_TASKS) + 1))
-    for point in run["curve"]:
-        print(f"| {point['step']} | {point['loss']:.3f} | " + " | ".join(f"{100 * point[t]:.1f}%" for t in CURVE_TASKS)
-              + f" | {point.get('image_spread', float('nan')):.3f} |")
+    print(curve_table(run["curve"], CURVE_TASKS, rows=None, seconds=False))
     return 0
 
 

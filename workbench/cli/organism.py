@@ -22,7 +22,7 @@ def train_cmd(
     batch: int = typer.Option(None, "--batch", help="Batch size (default: the shipped recipe's)."),
     n_train: int = typer.Option(None, "--n-train", help="Training probes (default: the shipped recipe's)."),
     lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default: the shipped recipe's)."),
-    patch_loss: float = typer.Option(None, "--patch-loss", help="Weight of the auxiliary patch loss (color and shape read from each image token); 0: off."),
+    patch_loss: float = typer.Option(None, "--patch-loss", help="Weight of the auxiliary patch loss (color, shape, row and column read from each image token); 0: off."),
     data: str = typer.Option(None, "--data", help="set: one generated probe set; pool: chunked streams rendered by every CPU."),
     pool: Path = typer.Option(None, "--pool", help="With --data pool: load the pool from this folder, or save it there."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, initialisation and batch order."),

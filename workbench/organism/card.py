@@ -25,14 +25,17 @@ def _relation_table(columns: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def _curve_table(curve: list[dict], rows: int = 16) -> str:
-    step = max(1, len(curve) // rows)
+def curve_table(curve: list[dict], tasks: tuple[str, ...] = ("spatial", "control"), rows: int | None = 16,
+                seconds: bool = True) -> str:
+    """A training curve as a markdown table: loss, held-out accuracy of ``tasks``, image spread (when logged)
+    and seconds; about ``rows`` evenly spaced points and the last one (``None``: every point)."""
+    step = max(1, len(curve) // rows) if rows else 1
     picked = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
     spread = all("image_spread" in p for p in picked)  # logged since the plateau diagnosis; older curves lack it
-    out = ["| step | loss | spatial | control |" + (" image spread |" if spread else "") + " seconds |",
-           "| ---: | ---: | ---: | ---: |" + (" ---: |" if spread else "") + " ---: |"]
-    out += [f"| {p['step']} | {p['loss']:.3f} | {100 * p['spatial']:.1f}% | {100 * p['control']:.1f}% |"
-            + (f" {p['image_spread']:.3f} |" if spread else "") + f" {p['seconds']:.0f} |" for p in picked]
+    out = ["| step | loss | " + " | ".join(tasks) + " |" + (" image spread |" if spread else "") + (" seconds |" if seconds else ""),
+           "| ---: | ---: |" + " ---: |" * len(tasks) + (" ---: |" if spread else "") + (" ---: |" if seconds else "")]
+    out += [f"| {p['step']} | {p['loss']:.3f} | " + " | ".join(f"{100 * p[t]:.1f}%" for t in tasks) + " |"
+            + (f" {p['image_spread']:.3f} |" if spread else "") + (f" {p['seconds']:.0f} |" if seconds else "") for p in picked]
     return "\n".join(out)
 
 
@@ -43,9 +46,9 @@ def _pool(c: dict) -> str:
 def _patch_loss(c: dict) -> str:
     if not c.get("patch_loss"):
         return ""
-    return (f", plus {c['patch_loss']} × an auxiliary patch loss: two linear read-outs of each projected image token "
-            "predict the color and the shape of the object centered in its patch (`workbench.organism.train.PatchReadout`; "
-            "used only while training, not part of this model)")
+    return (f", plus {c['patch_loss']} × an auxiliary patch loss: linear read-outs of each projected image token "
+            "predict the color and the shape of the object centered in its patch and the token's row and column "
+            "(`workbench.organism.train.PatchReadout`; used only while training, not part of this model)")
 
 
 def _scenes(c: dict) -> str:
@@ -100,7 +103,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 
 ### Training curve (held-out accuracy over the options)
 
-{_curve_table(summary['curve'])}
+{curve_table(summary['curve'])}
 
 "image spread": how different the projected image tokens of one image are, relative to their size
 (`workbench.organism.train.image_spread`); near 0 the vision tower has collapsed and the language model

@@ -258,10 +258,11 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     data, eval_data = data.to(dev, pixels=cfg.data == "set"), eval_data.to(dev)
     log(f"data ready in {time.time() - t0:.0f}s; {sum(p.numel() for p in model.parameters()):,} parameters; device {dev}")
     model.to(dev).train()
-    readout, seen, hook = None, [], None
+    readout, seen, hook = None, {}, None
     if cfg.patch_loss:
         readout = PatchReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch).to(dev)
-        hook = model.model.multi_modal_projector.register_forward_hook(lambda mod, args, out: seen.append(out))  # the tokens the LM reads
+        # the image tokens the LM reads, [b, T, hidden], from the latest forward (one slot: evaluation passes overwrite it too)
+        hook = model.model.multi_modal_projector.register_forward_hook(lambda mod, args, out: seen.update(tokens=out))
     params = list(model.parameters()) + (list(readout.parameters()) if readout else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) *
@@ -288,13 +289,12 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
             order, pos = torch.randperm(len(data.tasks), generator=g), 0
         idx = order[pos:pos + cfg.batch]
         pos += cfg.batch
-        seen.clear()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             logits = model(**data.batch(idx, dev), logits_to_keep=1).logits[:, -1]
         loss = torch.nn.functional.cross_entropy(logits.float(), data.answer_token[idx.to(dev)])
         if readout is not None:
             color, shape = data.patch_labels(idx, cfg.patch)
-            loss = loss + cfg.patch_loss * readout(seen[0], color.to(dev), shape.to(dev))
+            loss = loss + cfg.patch_loss * readout(seen["tokens"], color.to(dev), shape.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
