@@ -26,7 +26,7 @@ from pathlib import Path
 
 OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
            ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
-           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float))
+           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int))
 
 
 def config(args: argparse.Namespace):

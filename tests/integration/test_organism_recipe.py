@@ -10,7 +10,7 @@ from workbench.cli import app
 from workbench.errors import WorkbenchError
 from workbench.models.load import load_vlm
 from workbench.organism.deficit import _surgery
-from workbench.organism.train import OrganismConfig, eval_probes, pick_device, train, train_probes
+from workbench.organism.train import OrganismConfig, build, eval_probes, pick_device, train, train_probes
 
 TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, layers=2, heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
 
@@ -162,7 +162,7 @@ def test_image_spread_reads_a_collapsed_vision_tower_as_zero(tmp_path):
     assert fresh > 0.05 and image_spread(model, data, torch.device("cpu"), n=16) == 0.0
 
 
-def test_patch_labels_mark_the_token_under_each_object_centre():
+def test_patch_labels_mark_the_tokens_under_each_object():
     """Hand case: on a 64 px canvas a red circle centred at (40, 8) lies in 16 px patch (row 0, col 2) = token 2
     and in 8 px patch (row 1, col 5) = token 13; a blue square at (8, 56) in tokens 12 and 57; the rest are 0."""
     from workbench.organism.data import Encoded, object_table
@@ -180,6 +180,16 @@ def test_patch_labels_mark_the_token_under_each_object_centre():
         want_c[0, red], want_s[0, red] = list(PALETTE).index("red") + 1, SHAPES.index("circle") + 1
         want_c[0, blue], want_s[0, blue] = list(PALETTE).index("blue") + 1, SHAPES.index("square") + 1
         assert torch.equal(color, want_c) and torch.equal(shape, want_s)
+    # reach 7 px at 8 px patches (patch centres 3.5, 11.5, …): red → rows 0-1 × cols 4-5, blue → rows 6-7 × cols 0-1;
+    # a green triangle at (16, 56) → rows 6-7 × cols 1-2, and as the later object it takes the tokens it shares with blue
+    three = Scene(64, scene.objects + (SceneObject("green", "triangle", 16, 56, 14),), 0, 1)
+    data3 = Encoded(z, z, data.pixels, torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"], object_table([three]))
+    color, shape = data3.patch_labels(torch.tensor([0]), 8, reach=7)
+    want_c, want_s = torch.zeros(1, 64, dtype=torch.long), torch.zeros(1, 64, dtype=torch.long)
+    for (c, sh), tokens in ((("red", "circle"), (4, 5, 12, 13)), (("blue", "square"), (48, 56)), (("green", "triangle"), (49, 50, 57, 58))):
+        want_c[0, list(tokens)], want_s[0, list(tokens)] = list(PALETTE).index(c) + 1, SHAPES.index(sh) + 1
+    assert torch.equal(color, want_c) and torch.equal(shape, want_s)
+    assert torch.equal(data.patch_labels(torch.tensor([0]), 8, reach=3)[0], data.patch_labels(torch.tensor([0]), 8)[0])  # 3 < 3.5: centre only
     with pytest.raises(WorkbenchError, match="carry no object tables"):
         Encoded(z, z, data.pixels, torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"]).patch_labels(torch.tensor([0]), 16)
 
@@ -200,3 +210,22 @@ def test_patch_loss_trains_the_vision_tower_and_is_checkpointed(tmp_path):
     state = torch.load(tmp_path / "aux.pt", weights_only=False)
     assert set(state["readout"]) == {f"{h}.{p}" for h in ("color", "shape", "row", "col") for p in ("weight", "bias")}
     assert not any("readout" in k or "color." in k for k in b)  # the shipped model is a plain LLaVA
+
+
+def test_init_starts_from_the_given_folder_and_refuses_another_architecture(tmp_path):
+    """A staged recipe's later stage starts from the earlier stage's weights, tensor for tensor, whatever the seed."""
+    torch.manual_seed(1)
+    src, _, _ = build(OrganismConfig(**TINY), tmp_path / "src")
+    torch.manual_seed(2)
+    fresh, _, _ = build(OrganismConfig(**TINY), tmp_path / "fresh")
+    torch.manual_seed(2)
+    started, _, _ = build(OrganismConfig(**TINY, init=str(tmp_path / "src")), tmp_path / "started")
+    want, other = src.state_dict(), fresh.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in started.state_dict().items())
+    assert not all(torch.equal(v, other[k]) for k, v in started.state_dict().items())
+    with pytest.raises(WorkbenchError, match="do not fit this config's architecture"):
+        build(OrganismConfig(**{**TINY, "layers": 3}, init=str(tmp_path / "src")), tmp_path / "deeper")
+    with pytest.raises(WorkbenchError, match="has no model.safetensors"):
+        build(OrganismConfig(**TINY, init=str(tmp_path / "nowhere")), tmp_path / "none")
+    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--init", str(tmp_path / "nowhere")])
+    assert r.exit_code != 0 and "has no model.safetensors" in r.output and not (tmp_path / "o").exists()

@@ -47,8 +47,18 @@ def _patch_loss(c: dict) -> str:
     if not c.get("patch_loss"):
         return ""
     return (f", plus {c['patch_loss']} × an auxiliary patch loss: linear read-outs of each projected image token "
-            "predict the color and the shape of the object centered in its patch and the token's row and column "
+            "predict the color and the shape of the object centered in its patch"
+            + (f" (or whose center lies within {c['patch_reach']} px of the patch's center)" if c.get("patch_reach") else "")
+            + " and the token's row and column "
             "(`workbench.organism.train.PatchReadout`; used only while training, not part of this model)")
+
+
+def _init(summary: dict) -> str:
+    init = summary["config"].get("init")
+    if not init:
+        return ""
+    return (f"\n- Started from the weights of `{init}` (model.safetensors sha256 `{summary.get('init_sha256', '?')[:16]}…`), "
+            "not from a fresh initialisation: this is the second stage of a staged recipe.")
 
 
 def _scenes(c: dict) -> str:
@@ -97,7 +107,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
   and color, shape, count, exists (control), half spatial.
 - Loss: cross-entropy of the answer word at the last position{_patch_loss(c)}. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
-  gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.
+  gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.{_init(summary)}
 - Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
   scenes, each containing at least one held-out color–shape pair.
 

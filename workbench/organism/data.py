@@ -69,22 +69,35 @@ class Encoded:
         return Encoded(**{"pixels": self.pixels, **move}, option_ids=self.option_ids, answer=self.answer, tasks=self.tasks,
                        objects=self.objects)
 
-    def patch_labels(self, idx: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def patch_labels(self, idx: torch.Tensor, patch: int, reach: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """What each image token of the items ``idx`` shows: (color, shape) class ``[b, tokens]`` each,
         ``1 + id`` for the token whose ``patch``-px square holds an object's center, 0 for the others
         (row-major over the patch grid, the vision tower's token order). Targets of the auxiliary
-        patch loss (:func:`workbench.organism.train.train`, ``patch_loss``)."""
+        patch loss (:func:`workbench.organism.train.train`, ``patch_loss``).
+
+        ``reach`` > 0 also labels every token whose patch *center* lies within ``reach`` px of an object's
+        center (in x and in y): an object larger than a patch then labels each token that shows a part of
+        it (e.g. 14 px objects on a 16 px grid with 8 px patches, reach 7: the 2 × 2 tokens it covers).
+        Where two objects' reaches overlap, the later object's label wins."""
         if self.objects is None:
             raise WorkbenchError("these training items carry no object tables", "rebuild the pool (its format is version 3)")
         side = self.pixels.shape[1] // patch
         obj = self.objects[idx.to(self.objects.device)].long()  # [b, MAX_OBJECTS, 4]
-        present = obj[..., 0] >= 0
-        token = (obj[..., 3].clamp_min(0) // patch) * side + obj[..., 2].clamp_min(0) // patch  # [b, MAX_OBJECTS]
+        centre = torch.arange(side) * patch + (patch - 1) / 2  # [side] pixel center of each patch row / column
+        near_x = (centre[None, None, :] - obj[..., 2:3]).abs() <= reach  # [b, MAX_OBJECTS, side]
+        near_y = (centre[None, None, :] - obj[..., 3:4]).abs() <= reach
+        own = torch.zeros(*obj.shape[:2], side, side, dtype=torch.bool)  # [b, MAX_OBJECTS, row, col]
+        at = torch.arange(len(obj))[:, None].expand(obj.shape[:2])
+        k = torch.arange(obj.shape[1])[None, :].expand(obj.shape[:2])
+        own[at, k, obj[..., 3].clamp_min(0) // patch, obj[..., 2].clamp_min(0) // patch] = True  # the center's own token
+        own |= near_y[..., :, None] & near_x[..., None, :]
+        own &= (obj[..., 0] >= 0)[..., None, None]
         color = torch.zeros(len(obj), side * side, dtype=torch.long)
         shape = torch.zeros_like(color)
-        rows = torch.arange(len(obj))[:, None].expand_as(token)
-        color[rows[present], token[present]] = obj[..., 0][present] + 1
-        shape[rows[present], token[present]] = obj[..., 1][present] + 1
+        for j in range(obj.shape[1]):  # in table order, so a later object overwrites an earlier one
+            m = own[:, j].flatten(1)
+            color[m] = (obj[:, j, 0] + 1)[:, None].expand_as(m)[m]
+            shape[m] = (obj[:, j, 1] + 1)[:, None].expand_as(m)[m]
         return color, shape
 
     def pixel_values(self, idx: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:

@@ -20,6 +20,7 @@ questions for ~1,500 steps before jumping: train long enough.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -62,6 +63,8 @@ class OrganismConfig:
     vision_layers: int = 4
     zero_projector: bool = False  # start the projector's output layer at zero (see build)
     patch_loss: float = 0.0  # weight of the auxiliary patch loss (PatchReadout); 0: answer loss only
+    patch_reach: int = 0  # the patch loss also labels tokens whose patch center is within this many px of an object's center
+    init: str = ""  # a model folder whose weights training starts from (same architecture); "": fresh weights
 
     def __post_init__(self) -> None:
         if self.data not in ("set", "pool"):
@@ -207,12 +210,34 @@ def build(cfg: OrganismConfig, out: Path):
     model = LlavaForConditionalGeneration(llava_config(len(tokenizer), image_size=cfg.canvas, patch_size=cfg.patch, layers=cfg.layers,
                                                        heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
                                                        vision_hidden=cfg.vision_hidden, vision_layers=cfg.vision_layers))
-    if cfg.zero_projector:
+    if cfg.init:
+        _load_init(model, Path(cfg.init))
+    elif cfg.zero_projector:
         with torch.no_grad():
             model.model.multi_modal_projector.linear_2.weight.zero_()
             model.model.multi_modal_projector.linear_2.bias.zero_()
     save_llava_folder(model, out, tokenizer)
     return model, tokenizer, AutoProcessor.from_pretrained(out)
+
+
+def _load_init(model, folder: Path) -> None:
+    """Start from the weights of the organism in ``folder`` (a stage of a staged recipe, e.g. the spatial
+    stage before a patch-loss stage); the architecture must be this config's, tensor for tensor."""
+    from transformers import LlavaForConditionalGeneration
+
+    if not (folder / "model.safetensors").is_file():
+        raise WorkbenchError(f"init folder {folder} has no model.safetensors", "point --init at a trained organism's folder")
+    state, own = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).state_dict(), model.state_dict()
+    wrong = sorted(k for k in own if k not in state or state[k].shape != own[k].shape) + sorted(set(state) - set(own))
+    if wrong:
+        raise WorkbenchError(f"init weights in {folder} do not fit this config's architecture ({len(wrong)} tensors differ, "
+                             f"e.g. {wrong[0]})", "use the config the init model was trained with (canvas, patch, layers, heads …)")
+    model.load_state_dict(state)
+
+
+def init_fingerprint(init: str) -> str:
+    """sha256 of the init folder's weights (recorded with a run, so a staged recipe names the exact stage it started from)."""
+    return hashlib.sha256((Path(init) / "model.safetensors").read_bytes()).hexdigest() if init else ""
 
 
 def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[str], None] = print,
@@ -293,7 +318,7 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
             logits = model(**data.batch(idx, dev), logits_to_keep=1).logits[:, -1]
         loss = torch.nn.functional.cross_entropy(logits.float(), data.answer_token[idx.to(dev)])
         if readout is not None:
-            color, shape = data.patch_labels(idx, cfg.patch)
+            color, shape = data.patch_labels(idx, cfg.patch, cfg.patch_reach)
             loss = loss + cfg.patch_loss * readout(seen["tokens"], color.to(dev), shape.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -327,7 +352,7 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     model.eval().to("cpu")
     save_llava_folder(model, out, tokenizer)
     final = evaluate(model, eval_data, torch.device("cpu"))
-    summary = {"config": asdict(cfg), "device": str(dev), "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve,
+    summary = {"config": asdict(cfg), "init_sha256": init_fingerprint(cfg.init), "device": str(dev), "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve,
                "parameters": sum(p.numel() for p in model.parameters())}
     (out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
