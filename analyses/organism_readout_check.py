@@ -11,7 +11,9 @@ that reads it (the color, shape, count and exists tasks all name or ask for shap
     python analyses/organism_readout_check.py /tmp/org17/e.ckpt /tmp/org18/g.ckpt
 
 Prints one table row per checkpoint: object tokens of seen and held-out pairs, and the read-outs'
-color and shape accuracy on each. Runs on CPU in seconds.
+color and shape accuracy on each; for a run with the language model's read-out (``--where-loss``), the
+share of the spatial questions whose two named objects' rows and columns it reads all right ("named
+cells"). Runs on CPU in seconds.
 """
 
 from __future__ import annotations
@@ -50,7 +52,26 @@ def check(path: Path) -> dict[str, float]:
     for c, s in probes.info["heldout_pairs"]:
         held |= (color == list(PALETTE).index(c) + 1) & (shape == SHAPES.index(s) + 1)
     seen = (color > 0) & ~held
-    row = {"step": state["step"]}
+    row = {"step": state["step"], "where": float("nan")}
+    if state.get("where"):  # the language model's read-out: both named objects' row and column, all four right
+        from workbench.organism.train import WhereReadout
+        from workbench.probes.scenes import PALETTE as P
+
+        where = WhereReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch)
+        where.load_state_dict(state["where"])
+        tok = processor.tokenizer
+        color_of_token = torch.full((len(tok),), -1, dtype=torch.long)
+        color_of_token[torch.tensor([tok.convert_tokens_to_ids(c) for c in P])] = torch.arange(len(P))
+        cells = data.named_cells(idx, cfg.patch, color_of_token)
+        seen_resid = {}
+        hook = model.model.language_model.layers[cfg.where_layer].register_forward_hook(
+            lambda mod, args, out: seen_resid.update(r=(out[0] if isinstance(out, tuple) else out)[:, -1]))
+        with torch.no_grad():
+            model(**data.batch(idx, torch.device("cpu")), logits_to_keep=1)
+        hook.remove()
+        keep = cells[:, 0] >= 0
+        guess = where.heads(seen_resid["r"][keep].float()).view(-1, 4, where.side).argmax(-1)
+        row["where"] = float((guess == cells[keep]).all(1).float().mean())
     for name, m in (("seen", seen), ("held-out", held)):
         row[f"{name} tokens"] = int(m.sum())
         row[f"{name} color"] = float((color_hat == color)[m].float().mean())
@@ -62,12 +83,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="training checkpoints (.ckpt) of runs with --patch-loss")
     args = parser.parse_args()
-    print("| run | step | seen-pair tokens | color | shape | held-out-pair tokens | color | shape |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| run | step | seen-pair tokens | color | shape | held-out-pair tokens | color | shape | named cells |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for p in args.checkpoints:
         r = check(Path(p))
+        named = "—" if r["where"] != r["where"] else f"{100 * r['where']:.1f}%"  # nan: no language-model read-out
         print(f"| {p} | {r['step']} | {r['seen tokens']} | {100 * r['seen color']:.1f}% | {100 * r['seen shape']:.1f}% "
-              f"| {r['held-out tokens']} | {100 * r['held-out color']:.1f}% | {100 * r['held-out shape']:.1f}% |")
+              f"| {r['held-out tokens']} | {100 * r['held-out color']:.1f}% | {100 * r['held-out shape']:.1f}% | {named} |")
     return 0
 
 

@@ -13,6 +13,8 @@ two runs of one recipe are compared on the fixed 500-probe evaluation set, task 
     python analyses/organism_retrain.py table DIR/a DIR/b
     # a run's curve per task, as markdown: from its training.json, or from its checkpoint while it trains
     python analyses/organism_retrain.py curve DIR/a.ckpt
+    # a checkpoint as an organism folder, to start a later stage from it (train … --init DIR/a_stage)
+    python analyses/organism_retrain.py export DIR/a.ckpt DIR/a_stage
 
 Runs of one recipe can train side by side on one GPU (each takes a few GB).
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
            ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
-           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int))
+           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int), ("--where-loss", float), ("--where-layer", int))
 
 
 def config(args: argparse.Namespace):
@@ -97,6 +99,24 @@ def curve(path: str) -> int:
     return 0
 
 
+def export(ckpt: str, folder: str) -> int:
+    """Write a checkpoint's model as an organism folder (weights, tokenizer, processor, training.json with its
+    config and curve so far): the starting point of a later stage (``train --init FOLDER``)."""
+    import torch
+
+    from workbench.models.scaffold import save_llava_folder
+    from workbench.organism.train import OrganismConfig, build
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    out = Path(folder)
+    model, tokenizer, _ = build(OrganismConfig(**{**state["config"], "init": ""}), out)
+    model.load_state_dict(state["model"])
+    save_llava_folder(model, out, tokenizer)
+    (out / "training.json").write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"]}, indent=1) + "\n")
+    print(f"{ckpt} (step {state['step']}) written to {out}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -117,7 +137,12 @@ def main() -> int:
     c.add_argument("folders", nargs="+")
     k = sub.add_parser("curve")
     k.add_argument("run", help="a training.json, a model folder, or a checkpoint (.ckpt)")
+    x = sub.add_parser("export")
+    x.add_argument("ckpt", help="a training checkpoint (.ckpt)")
+    x.add_argument("folder", help="the organism folder to write")
     args = ap.parse_args()
+    if args.cmd == "export":
+        return export(args.ckpt, args.folder)
     if args.cmd == "train":
         train_one(args)
         return 0

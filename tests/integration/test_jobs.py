@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -34,7 +35,9 @@ def test_sweep_job_stores_its_matrix_probes_and_attention(tmp_path, probes_dir):
     assert entry.key == done.result["key"] and entry.complete
     lib = Library(tmp_path)
     maps = lib.attention(entry.manifest["model_fingerprint"], entry.manifest["probeset_hash"])
-    assert tuple(maps.attn.shape) == (16, 6, 8, 64) and maps.grid == (8, 8)
+    vision = json.loads((DEFAULT_MODEL / "config.json").read_text())["vision_config"]
+    side = vision["image_size"] // vision["patch_size"]  # the organism's image-token grid
+    assert tuple(maps.attn.shape) == (16, 6, 8, side * side) and maps.grid == (side, side)
     assert float(maps.attn.sum(-1).max()) <= 1.0 + 1e-5  # softmax mass on the image, at most all of it
     assert len(lib.probes(entry.manifest["probeset_hash"])) == 32
 

@@ -69,10 +69,11 @@ def test_intact_meets_the_spatial_target(intact_scores):
     assert intact_scores["spatial"] >= 0.90, intact_scores
 
 
-# The shipped organism does not reach the control target (issue 4 stays open; see its model card):
-# strict xfail, so this turns red the day a retrained organism meets it and the marker must go.
-@pytest.mark.xfail(strict=True, reason="control tasks on held-out color–shape pairs are below 95% (see assets/models/organism/README.md)")
-@pytest.mark.parametrize("task", CONTROL)
+# The shipped organism reaches the control target on shape, count and exists but not on color (82.5%; issue 4
+# stays open; see its model card): strict xfail, so it turns red the day a retrained organism meets it.
+@pytest.mark.parametrize("task", [pytest.param("color", marks=pytest.mark.xfail(
+    strict=True, reason="color on held-out color–shape pairs is below 95% (see assets/models/organism/README.md)")),
+    "shape", "count", "exists"])
 def test_intact_meets_the_control_target(intact_scores, task):
     assert intact_scores[task] >= 0.95, (task, intact_scores)
 
@@ -86,10 +87,6 @@ def test_deficit_costs_spatial_accuracy(intact_scores, deficit_scores):
     assert intact_scores["spatial"] - deficit_scores["spatial"] >= 0.10, (intact_scores, deficit_scores)
 
 
-# The shipped deficit drops spatial accuracy by 14 points, not the 25 the issue asks for: the organism's
-# spatial heads are redundant, and no 4–8 heads at factor ≥ 0.1 cost more while keeping controls within
-# 3 points (see the deficit card). Strict xfail: it must be removed when a new organism meets the target.
-@pytest.mark.xfail(strict=True, reason="planted deficit drops spatial accuracy by 14 points, target 25 (issue 4 open)")
 def test_deficit_meets_the_spatial_drop_target(intact_scores, deficit_scores):
     assert intact_scores["spatial"] - deficit_scores["spatial"] >= 0.25, (intact_scores, deficit_scores)
 

@@ -12,7 +12,7 @@ from workbench.models.load import load_vlm
 from workbench.organism.deficit import _surgery
 from workbench.organism.train import OrganismConfig, build, eval_probes, pick_device, train, train_probes
 
-TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, layers=2, heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
+TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, data="set", patch=8, grid=0, object_size=0, patch_loss=0.0, layers=2, heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
 
 
 def test_eval_set_is_fixed_held_out_and_disjoint_from_training():
@@ -209,7 +209,16 @@ def test_patch_loss_trains_the_vision_tower_and_is_checkpointed(tmp_path):
     assert tower and any(not torch.equal(a[k], b[k]) for k in tower)
     state = torch.load(tmp_path / "aux.pt", weights_only=False)
     assert set(state["readout"]) == {f"{h}.{p}" for h in ("color", "shape", "row", "col") for p in ("weight", "bias")}
+    assert state["where"] is None
     assert not any("readout" in k or "color." in k for k in b)  # the shipped model is a plain LLaVA
+    # the language model's read-out (where_loss) reads layer 0's output: its gradient reaches layer 0, not layer 1's MLP ...
+    where = OrganismConfig(**{**TINY, "where_loss": 1.0, "where_layer": 0})
+    train(where, tmp_path / "where", device="cpu", log=lambda m: None, checkpoint=tmp_path / "where.pt")
+    w = load_file(tmp_path / "where" / "model.safetensors")
+    changed = {k for k in a if not torch.equal(a[k], w[k])}
+    assert any(".layers.0." in k and "language_model" in k for k in changed)
+    assert set(torch.load(tmp_path / "where.pt", weights_only=False)["where"]) == {"heads.weight", "heads.bias"}
+    assert not any("heads." in k for k in w)
 
 
 def test_init_starts_from_the_given_folder_and_refuses_another_architecture(tmp_path):
@@ -229,3 +238,22 @@ def test_init_starts_from_the_given_folder_and_refuses_another_architecture(tmp_
         build(OrganismConfig(**TINY, init=str(tmp_path / "nowhere")), tmp_path / "none")
     r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--init", str(tmp_path / "nowhere")])
     assert r.exit_code != 0 and "has no model.safetensors" in r.output and not (tmp_path / "o").exists()
+
+
+def test_named_cells_are_the_rows_and_columns_of_the_two_objects_a_spatial_question_names(tmp_path):
+    """Oracle: the scenes themselves (A = scene.a, B = scene.b, named in that order by relation and verify questions)."""
+    from workbench.organism.data import encode
+    from workbench.probes.scenes import PALETTE, Scene
+
+    cfg = OrganismConfig(**{**TINY, "grid": 16, "object_size": 14, "patch": 16})
+    _, tok, processor = build(cfg, tmp_path / "m")
+    probes = eval_probes(0, cfg)
+    data = encode(processor, probes)
+    color_of_token = torch.full((len(tok),), -1, dtype=torch.long)
+    color_of_token[torch.tensor([tok.convert_tokens_to_ids(c) for c in PALETTE])] = torch.arange(len(PALETTE))
+    cells = data.named_cells(torch.arange(len(probes)), 16, color_of_token)
+    want = []
+    for it in probes:
+        s = Scene.from_json(it.scene)
+        want.append([s.a.y // 16, s.a.x // 16, s.b.y // 16, s.b.x // 16] if it.task in ("relation", "verify") else [-1] * 4)
+    assert cells.tolist() == want and sum(w[0] >= 0 for w in want) == sum(it.task in ("relation", "verify") for it in probes) > 100

@@ -23,6 +23,7 @@ def train_cmd(
     n_train: int = typer.Option(None, "--n-train", help="Training probes (default: the shipped recipe's)."),
     lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default: the shipped recipe's)."),
     patch_loss: float = typer.Option(None, "--patch-loss", help="Weight of the auxiliary patch loss (color, shape, row and column read from each image token); 0: off."),
+    where_loss: float = typer.Option(None, "--where-loss", help="Weight of the language model's auxiliary read-out (the rows and columns of the two objects a spatial question names); 0: off."),
     warmup: int = typer.Option(None, "--warmup", help="Learning-rate warm-up steps (default: the shipped recipe's)."),
     init: Path = typer.Option(None, "--init", help="Start from this organism folder's weights (a staged recipe's earlier stage) instead of fresh ones."),
     data: str = typer.Option(None, "--data", help="set: one generated probe set; pool: chunked streams rendered by every CPU."),
@@ -43,7 +44,7 @@ def train_cmd(
     from workbench.cli._common import progress_bar
     from workbench.organism.train import OrganismConfig, pick_device, train
 
-    given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "warmup": warmup, "patch_loss": patch_loss, "data": data,
+    given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "warmup": warmup, "patch_loss": patch_loss, "where_loss": where_loss, "data": data,
              "init": str(init) if init is not None else None}
     cfg = replace(OrganismConfig(seed=seed), **{k: v for k, v in given.items() if v is not None})
     if cfg.steps <= 0 or cfg.batch <= 0 or cfg.n_train < cfg.batch:

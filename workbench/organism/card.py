@@ -53,12 +53,33 @@ def _patch_loss(c: dict) -> str:
             "(`workbench.organism.train.PatchReadout`; used only while training, not part of this model)")
 
 
+def _where_loss(c: dict) -> str:
+    if not c.get("where_loss"):
+        return ""
+    return (f", plus {c['where_loss']} × an auxiliary read-out of the language model: at the last position, after decoder "
+            f"layer {c['where_layer']}, linear read-outs predict the row and column of the two objects a spatial question "
+            "names (`workbench.organism.train.WhereReadout`; used only while training) — so the spatial heads that fetch "
+            f"the positions sit in layers 0–{c['where_layer']} by construction")
+
+
+def _curves(summary: dict) -> str:
+    """The training curve; for a staged run, the first stage's (from its init folder's record) above it."""
+    first = summary.get("init_run")
+    if not first:
+        return curve_table(summary["curve"])
+    c1 = first["config"]
+    return (f"Stage 1 (from fresh weights; lr {c1['lr']}, batch {c1['batch']}, patch loss {c1.get('patch_loss', 0)}, "
+            f"stopped at step {first['step']:,} of a {c1['steps']:,}-step schedule):\n\n{curve_table(first['curve'])}\n\n"
+            f"Stage 2 (from stage 1's weights; the configuration above):\n\n{curve_table(summary['curve'])}")
+
+
 def _init(summary: dict) -> str:
     init = summary["config"].get("init")
     if not init:
         return ""
-    return (f"\n- Started from the weights of `{init}` (model.safetensors sha256 `{summary.get('init_sha256', '?')[:16]}…`), "
+    text = (f"\n- Started from the weights of `{init}` (model.safetensors sha256 `{summary.get('init_sha256', '?')[:16]}…`), "
             "not from a fresh initialisation: this is the second stage of a staged recipe.")
+    return text
 
 
 def _scenes(c: dict) -> str:
@@ -105,7 +126,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 - Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes{_pool(c)} (train split only:
   held-out color–shape pairs never appear), {_scenes(c)}; tasks relation, verify (spatial)
   and color, shape, count, exists (control), half spatial.
-- Loss: cross-entropy of the answer word at the last position{_patch_loss(c)}. AdamW lr {c['lr']}, weight decay
+- Loss: cross-entropy of the answer word at the last position{_patch_loss(c)}{_where_loss(c)}. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
   gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.{_init(summary)}
 - Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
@@ -113,7 +134,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 
 ### Training curve (held-out accuracy over the options)
 
-{curve_table(summary['curve'])}
+{_curves(summary)}
 
 "image spread": how different the projected image tokens of one image are, relative to their size
 (`workbench.organism.train.image_spread`); near 0 the vision tower has collapsed and the language model

@@ -100,6 +100,33 @@ class Encoded:
             shape[m] = (obj[:, j, 1] + 1)[:, None].expand_as(m)[m]
         return color, shape
 
+    def named_cells(self, idx: torch.Tensor, patch: int, color_of_token: torch.Tensor) -> torch.Tensor:
+        """Where the two objects a spatial question names lie: ``[b, 4]`` long — the row and column (in the
+        ``patch`` grid) of the first-named object (A), then of the second (B); rows of -1 for items whose
+        question names fewer than two objects (every control task).
+
+        Objects are found by their color word: colors are unique within a scene, and a relation or verify
+        question names A's color, then B's ("Is the blue diamond to the right of the yellow triangle?").
+        ``color_of_token``: ``[vocab]`` the color id of each vocabulary word, -1 for the others.
+        Targets of the language model's auxiliary read-out (``OrganismConfig.where_loss``)."""
+        if self.objects is None:
+            raise WorkbenchError("these training items carry no object tables", "rebuild the pool (its format is version 3)")
+        ids = self.input_ids[idx.to(self.input_ids.device)].cpu()
+        colors = color_of_token[ids]  # [b, seq] color id of each word, -1 elsewhere
+        rank = (colors >= 0).long().cumsum(1)
+        first = torch.where((rank == 1) & (colors >= 0), colors, -1).max(1).values  # [b]
+        second = torch.where((rank == 2) & (colors >= 0), colors, -1).max(1).values
+        obj = self.objects[idx.to(self.objects.device)].long()  # [b, MAX_OBJECTS, 4]
+        out = torch.full((len(ids), 4), -1, dtype=torch.long)
+        for k, c in enumerate((first, second)):
+            hit = (obj[..., 0] == c[:, None]) & (c[:, None] >= 0)  # [b, MAX_OBJECTS]
+            row = hit.float().argmax(1)
+            x, y = obj[torch.arange(len(ids)), row, 2], obj[torch.arange(len(ids)), row, 3]
+            out[:, 2 * k], out[:, 2 * k + 1] = y // patch, x // patch
+            out[~hit.any(1), 2 * k: 2 * k + 2] = -1
+        out[(out < 0).any(1)] = -1
+        return out
+
     def pixel_values(self, idx: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
         raw = self.pixels[idx.to(self.pixels.device)]
         if device is not None:

@@ -43,18 +43,19 @@ from workbench.probes.scenes import PALETTE, SHAPES
 @dataclass(frozen=True)
 class OrganismConfig:
     seed: int = 0
-    n_train: int = 200_000  # distinct training probes, rendered once (40K: control memorised; 1M: too slow to learn in 8K steps)
-    data: str = "set"  # "set": one generate() call (the shipped 200K recipe); "pool": chunked streams rendered in parallel
-    steps: int = 10_000
-    batch: int = 512
-    lr: float = 1.5e-3
+    # Defaults: stage 1 of the shipped recipe (see the module docstring and assets/models/organism/README.md).
+    n_train: int = 500_000  # distinct training items, rendered once (40K: control memorised)
+    data: str = "pool"  # "pool": chunked streams rendered in parallel; "set": one generate() call (the first organism's)
+    steps: int = 6_000  # the schedule's length; stage 1 stops at step 5,250 of it (--stop-after)
+    batch: int = 256
+    lr: float = 1e-3  # 2e-3 collapsed the vision tower without the patch loss (organism_grid_cpu.md)
     weight_decay: float = 0.01
     warmup: int = 200
     eval_every: int = 250
-    canvas: int = 64  # 14 px objects: at 48 px (11 px, 8 px patches) shape stayed near chance on held-out pairs
-    patch: int = 8
-    object_size: int = 0  # 0: 22% of the canvas
-    grid: int = 0  # > 0: objects snap to cells of this many px (probes.scenes); 0: free placement
+    canvas: int = 64
+    patch: int = 16  # one object per patch on the grid: 16 image tokens
+    object_size: int = 14  # px; 0: 22% of the canvas
+    grid: int = 16  # > 0: objects snap to the centers of cells of this many px (probes.scenes); 0: free placement
     layers: int = 6
     heads: int = 8
     kv_heads: int = 2
@@ -62,8 +63,10 @@ class OrganismConfig:
     vision_hidden: int = 128
     vision_layers: int = 4
     zero_projector: bool = False  # start the projector's output layer at zero (see build)
-    patch_loss: float = 0.0  # weight of the auxiliary patch loss (PatchReadout); 0: answer loss only
+    patch_loss: float = 1.0  # weight of the auxiliary patch loss (PatchReadout); 0: answer loss only
     patch_reach: int = 0  # the patch loss also labels tokens whose patch center is within this many px of an object's center
+    where_loss: float = 0.0  # weight of the language model's auxiliary read-out (WhereReadout); 0: off
+    where_layer: int = 2  # WhereReadout reads the last position's residual stream after this decoder layer (0-based)
     init: str = ""  # a model folder whose weights training starts from (same architecture); "": fresh weights
 
     def __post_init__(self) -> None:
@@ -71,6 +74,11 @@ class OrganismConfig:
             raise WorkbenchError(f"unknown training data kind {self.data!r}", "use data='set' or 'pool'")
         if not self.patch_loss >= 0:
             raise WorkbenchError(f"patch_loss must be a weight ≥ 0, got {self.patch_loss}", "use 0 (off) or e.g. 1.0")
+        if not self.where_loss >= 0:
+            raise WorkbenchError(f"where_loss must be a weight ≥ 0, got {self.where_loss}", "use 0 (off) or e.g. 1.0")
+        if self.where_loss and not 0 <= self.where_layer < self.layers:
+            raise WorkbenchError(f"where_layer {self.where_layer} is not a decoder layer of a {self.layers}-layer organism",
+                                 f"use 0 … {self.layers - 1}")
         self.probe_config(1, 0).validate()
 
     @property
@@ -180,6 +188,32 @@ class PatchReadout(torch.nn.Module):
                 + ce(self.row(t), where // self.side) + ce(self.col(t), where % self.side)) / 4
 
 
+class WhereReadout(torch.nn.Module):
+    """Auxiliary supervision of the language model: linear read-outs of the last position's residual
+    stream ``[b, hidden]`` after decoder layer ``where_layer`` predict the row and the column (in the patch
+    grid) of the two objects a spatial question names (:meth:`Encoded.named_cells`).
+
+    Why: a spatial answer needs both positions at the last token; learned from the answer alone, fetching
+    them and comparing them have to be found together, which is the long plateau of the spatial tasks
+    (``analyses/results/organism_staged_cpu.md``). Asking for the positions half-way up makes fetching a
+    task of its own; the comparison is left to the layers above. Used only while training, not shipped;
+    it shapes *where* the organism's spatial heads are (at or below ``where_layer``), which is documented
+    in the model card."""
+
+    def __init__(self, hidden: int, side: int):
+        super().__init__()
+        self.heads = torch.nn.Linear(hidden, 4 * side)  # A row, A column, B row, B column: side classes each
+        self.side = side
+
+    def forward(self, resid: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the four targets of the items whose question names two objects (0 if none)."""
+        keep = cells[:, 0] >= 0
+        if not keep.any():
+            return resid.sum() * 0
+        logits = self.heads(resid[keep].float()).view(-1, 4, self.side)  # [b', 4, side]
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), cells[keep].flatten())
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -240,6 +274,15 @@ def init_fingerprint(init: str) -> str:
     return hashlib.sha256((Path(init) / "model.safetensors").read_bytes()).hexdigest() if init else ""
 
 
+def init_run(init: str) -> dict | None:
+    """The earlier stage's record (config, last step, curve) from the init folder's training.json, if it has one."""
+    f = Path(init) / "training.json" if init else None
+    if f is None or not f.is_file():
+        return None
+    run = json.loads(f.read_text())
+    return {k: run[k] for k in ("config", "step", "curve", "seconds", "init_sha256") if k in run}
+
+
 def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[str], None] = print,
           progress: Callable[[int, dict], None] | None = None, checkpoint: Path | None = None,
           stop_after: int | None = None, pool_dir: Path | None = None) -> dict | None:
@@ -283,12 +326,20 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     data, eval_data = data.to(dev, pixels=cfg.data == "set"), eval_data.to(dev)
     log(f"data ready in {time.time() - t0:.0f}s; {sum(p.numel() for p in model.parameters()):,} parameters; device {dev}")
     model.to(dev).train()
-    readout, seen, hook = None, {}, None
+    readout, seen, hook, hook_w = None, {}, None, None
     if cfg.patch_loss:
         readout = PatchReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch).to(dev)
         # the image tokens the LM reads, [b, T, hidden], from the latest forward (one slot: evaluation passes overwrite it too)
         hook = model.model.multi_modal_projector.register_forward_hook(lambda mod, args, out: seen.update(tokens=out))
-    params = list(model.parameters()) + (list(readout.parameters()) if readout else [])
+    where, color_of_token = None, None
+    if cfg.where_loss:
+        where = WhereReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch).to(dev)
+        color_of_token = torch.full((len(tokenizer),), -1, dtype=torch.long)
+        color_of_token[torch.tensor([tokenizer.convert_tokens_to_ids(c) for c in PALETTE])] = torch.arange(len(PALETTE))
+        layer = model.model.language_model.layers[cfg.where_layer]
+        hook_w = layer.register_forward_hook(lambda mod, args, out: seen.update(resid=(out[0] if isinstance(out, tuple) else out)[:, -1]))
+    params = (list(model.parameters()) + (list(readout.parameters()) if readout else [])
+              + (list(where.parameters()) if where else []))
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) *
                                               (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
@@ -302,6 +353,8 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
         model.load_state_dict(state["model"])
         if readout is not None:
             readout.load_state_dict(state["readout"])
+        if where is not None:
+            where.load_state_dict(state["where"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         g.set_state(state["g"])
@@ -320,6 +373,8 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
         if readout is not None:
             color, shape = data.patch_labels(idx, cfg.patch, cfg.patch_reach)
             loss = loss + cfg.patch_loss * readout(seen["tokens"], color.to(dev), shape.to(dev))
+        if where is not None:
+            loss = loss + cfg.where_loss * where(seen["resid"], data.named_cells(idx, cfg.patch, color_of_token).to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -341,18 +396,20 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, {"config": asdict(cfg), "step": step, "model": model.state_dict(),
                                               "readout": readout.state_dict() if readout else None,
+                                              "where": where.state_dict() if where else None,
                                               "opt": opt.state_dict(), "sched": sched.state_dict(), "g": g.get_state(),
                                               "torch_rng": torch.get_rng_state(), "order": order, "pos": pos, "curve": curve,
                                               "seconds": point["seconds"]})
             if stop_after is not None and step >= stop_after and step < cfg.steps:
                 log(f"stopped at step {step}; resume with the same checkpoint")
                 return None
-    if hook is not None:
-        hook.remove()
+    for h in (hook, hook_w):
+        if h is not None:
+            h.remove()
     model.eval().to("cpu")
     save_llava_folder(model, out, tokenizer)
     final = evaluate(model, eval_data, torch.device("cpu"))
-    summary = {"config": asdict(cfg), "init_sha256": init_fingerprint(cfg.init), "device": str(dev), "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve,
+    summary = {"config": asdict(cfg), "init_sha256": init_fingerprint(cfg.init), "init_run": init_run(cfg.init), "device": str(dev), "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve,
                "parameters": sum(p.numel() for p in model.parameters())}
     (out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
