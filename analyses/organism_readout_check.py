@@ -27,17 +27,16 @@ import torch
 
 
 def check(path: Path) -> dict[str, float]:
-    from workbench.organism.data import encode
-    from workbench.organism.train import OrganismConfig, PatchReadout, build, eval_probes
+    from workbench.organism.data import color_token_table, encode
+    from workbench.organism.train import OrganismConfig, PatchReadout, WhereReadout, eval_probes, from_checkpoint
     from workbench.probes.scenes import PALETTE, SHAPES
 
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not state.get("readout"):
         raise SystemExit(f"{path}: this checkpoint has no patch read-outs (trained without --patch-loss)")
-    cfg = OrganismConfig(**{**state["config"], "init": ""})  # the weights come from the checkpoint
+    cfg = OrganismConfig(**state["config"])
     with tempfile.TemporaryDirectory() as tmp:
-        model, _, processor = build(cfg, Path(tmp) / "m")
-    model.load_state_dict(state["model"])
+        model, tokenizer, processor = from_checkpoint(state, Path(tmp) / "m")
     model.eval()
     readout = PatchReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch)
     readout.load_state_dict(state["readout"], strict=False)  # run d (color and shape only) predates the row and column read-outs
@@ -54,23 +53,16 @@ def check(path: Path) -> dict[str, float]:
     seen = (color > 0) & ~held
     row = {"step": state["step"], "where": float("nan")}
     if state.get("where"):  # the language model's read-out: both named objects' row and column, all four right
-        from workbench.organism.train import WhereReadout
-        from workbench.probes.scenes import PALETTE as P
-
         where = WhereReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch)
         where.load_state_dict(state["where"])
-        tok = processor.tokenizer
-        color_of_token = torch.full((len(tok),), -1, dtype=torch.long)
-        color_of_token[torch.tensor([tok.convert_tokens_to_ids(c) for c in P])] = torch.arange(len(P))
-        cells = data.named_cells(idx, cfg.patch, color_of_token)
-        seen_resid = {}
-        hook = model.model.language_model.layers[cfg.where_layer].register_forward_hook(
-            lambda mod, args, out: seen_resid.update(r=(out[0] if isinstance(out, tuple) else out)[:, -1]))
+        cells = data.named_cells(idx, cfg.patch, color_token_table(tokenizer))
+        slot = {}
+        hook = WhereReadout.attach(model, cfg.where_layer, slot)
         with torch.no_grad():
             model(**data.batch(idx, torch.device("cpu")), logits_to_keep=1)
         hook.remove()
         keep = cells[:, 0] >= 0
-        guess = where.heads(seen_resid["r"][keep].float()).view(-1, 4, where.side).argmax(-1)
+        guess = where.heads(slot["resid"][keep].float()).view(-1, 4, where.side).argmax(-1)
         row["where"] = float((guess == cells[keep]).all(1).float().mean())
     for name, m in (("seen", seen), ("held-out", held)):
         row[f"{name} tokens"] = int(m.sum())

@@ -104,14 +104,11 @@ def export(ckpt: str, folder: str) -> int:
     config and curve so far): the starting point of a later stage (``train --init FOLDER``)."""
     import torch
 
-    from workbench.models.scaffold import save_llava_folder
-    from workbench.organism.train import OrganismConfig, build
+    from workbench.organism.train import from_checkpoint
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     out = Path(folder)
-    model, tokenizer, _ = build(OrganismConfig(**{**state["config"], "init": ""}), out)
-    model.load_state_dict(state["model"])
-    save_llava_folder(model, out, tokenizer)
+    from_checkpoint(state, out)
     (out / "training.json").write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"]}, indent=1) + "\n")
     print(f"{ckpt} (step {state['step']}) written to {out}")
     return 0

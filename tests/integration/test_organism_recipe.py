@@ -242,16 +242,14 @@ def test_init_starts_from_the_given_folder_and_refuses_another_architecture(tmp_
 
 def test_named_cells_are_the_rows_and_columns_of_the_two_objects_a_spatial_question_names(tmp_path):
     """Oracle: the scenes themselves (A = scene.a, B = scene.b, named in that order by relation and verify questions)."""
-    from workbench.organism.data import encode
-    from workbench.probes.scenes import PALETTE, Scene
+    from workbench.organism.data import color_token_table, encode
+    from workbench.probes.scenes import Scene
 
     cfg = OrganismConfig(**{**TINY, "grid": 16, "object_size": 14, "patch": 16})
     _, tok, processor = build(cfg, tmp_path / "m")
     probes = eval_probes(0, cfg)
     data = encode(processor, probes)
-    color_of_token = torch.full((len(tok),), -1, dtype=torch.long)
-    color_of_token[torch.tensor([tok.convert_tokens_to_ids(c) for c in PALETTE])] = torch.arange(len(PALETTE))
-    cells = data.named_cells(torch.arange(len(probes)), 16, color_of_token)
+    cells = data.named_cells(torch.arange(len(probes)), 16, color_token_table(tok))
     want = []
     for it in probes:
         s = Scene.from_json(it.scene)

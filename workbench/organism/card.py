@@ -77,9 +77,8 @@ def _init(summary: dict) -> str:
     init = summary["config"].get("init")
     if not init:
         return ""
-    text = (f"\n- Started from the weights of `{init}` (model.safetensors sha256 `{summary.get('init_sha256', '?')[:16]}…`), "
+    return (f"\n- Started from the weights of `{init}` (model.safetensors sha256 `{summary.get('init_sha256', '?')[:16]}…`), "
             "not from a fresh initialisation: this is the second stage of a staged recipe.")
-    return text
 
 
 def _scenes(c: dict) -> str:

@@ -107,7 +107,8 @@ class Encoded:
 
         Objects are found by their color word: colors are unique within a scene, and a relation or verify
         question names A's color, then B's ("Is the blue diamond to the right of the yellow triangle?").
-        ``color_of_token``: ``[vocab]`` the color id of each vocabulary word, -1 for the others.
+        ``color_of_token``: ``[vocab]`` the color id of each vocabulary word, -1 for the others
+        (:func:`color_token_table`).
         Targets of the language model's auxiliary read-out (``OrganismConfig.where_loss``)."""
         if self.objects is None:
             raise WorkbenchError("these training items carry no object tables", "rebuild the pool (its format is version 3)")
@@ -117,14 +118,14 @@ class Encoded:
         first = torch.where((rank == 1) & (colors >= 0), colors, -1).max(1).values  # [b]
         second = torch.where((rank == 2) & (colors >= 0), colors, -1).max(1).values
         obj = self.objects[idx.to(self.objects.device)].long()  # [b, MAX_OBJECTS, 4]
-        out = torch.full((len(ids), 4), -1, dtype=torch.long)
-        for k, c in enumerate((first, second)):
+        cells, found = [], torch.ones(len(ids), dtype=torch.bool)
+        for c in (first, second):
             hit = (obj[..., 0] == c[:, None]) & (c[:, None] >= 0)  # [b, MAX_OBJECTS]
-            row = hit.float().argmax(1)
-            x, y = obj[torch.arange(len(ids)), row, 2], obj[torch.arange(len(ids)), row, 3]
-            out[:, 2 * k], out[:, 2 * k + 1] = y // patch, x // patch
-            out[~hit.any(1), 2 * k: 2 * k + 2] = -1
-        out[(out < 0).any(1)] = -1
+            o = obj[torch.arange(len(ids)), hit.float().argmax(1)]  # [b, 4] the named object (any row where none is)
+            cells += [o[:, 3] // patch, o[:, 2] // patch]
+            found &= hit.any(1)
+        out = torch.stack(cells, 1)
+        out[~found] = -1
         return out
 
     def pixel_values(self, idx: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
@@ -140,6 +141,14 @@ class Encoded:
         keep = int(mask.sum(1).max())  # drop columns that are padding in every row of this batch
         return {"input_ids": self.input_ids[idx, -keep:].to(device), "attention_mask": mask[:, -keep:].to(device),
                 "pixel_values": self.pixel_values(idx, device)}
+
+
+def color_token_table(tokenizer) -> torch.Tensor:
+    """``[vocab]`` long: the color id (:data:`COLOR_IDS`) of each color word of the word-level tokenizer, -1 for
+    every other token — how :meth:`Encoded.named_cells` finds the objects a question names."""
+    table = torch.full((len(tokenizer),), -1, dtype=torch.long)
+    table[torch.tensor([tokenizer.convert_tokens_to_ids(c) for c in COLOR_IDS])] = torch.tensor(list(COLOR_IDS.values()))
+    return table
 
 
 def object_table(scenes: Sequence[Scene]) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 from workbench import metrics
 from workbench.errors import WorkbenchError
 from workbench.models.scaffold import llava_config, save_llava_folder, word_tokenizer
-from workbench.organism.data import Encoded, encode, load_pool, pool_key, render_pool, save_pool
+from workbench.organism.data import Encoded, color_token_table, encode, load_pool, pool_key, render_pool, save_pool
 from workbench.probes.generate import ProbeConfig, generate
 from workbench.probes.probeset import ProbeSet
 from workbench.probes.scenes import PALETTE, SHAPES
@@ -205,6 +205,13 @@ class WhereReadout(torch.nn.Module):
         self.heads = torch.nn.Linear(hidden, 4 * side)  # A row, A column, B row, B column: side classes each
         self.side = side
 
+    @staticmethod
+    def attach(model, layer: int, seen: dict):
+        """A forward hook that keeps decoder layer ``layer``'s output at the last position, ``[b, hidden]``, in
+        ``seen["resid"]`` (one slot: every forward overwrites it); returns the hook's handle."""
+        return model.model.language_model.layers[layer].register_forward_hook(
+            lambda mod, args, out: seen.update(resid=(out[0] if isinstance(out, tuple) else out)[:, -1]))
+
     def forward(self, resid: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over the four targets of the items whose question names two objects (0 if none)."""
         keep = cells[:, 0] >= 0
@@ -252,6 +259,15 @@ def build(cfg: OrganismConfig, out: Path):
             model.model.multi_modal_projector.linear_2.bias.zero_()
     save_llava_folder(model, out, tokenizer)
     return model, tokenizer, AutoProcessor.from_pretrained(out)
+
+
+def from_checkpoint(state: dict, out: Path):
+    """The model of a training checkpoint's ``state`` (its config's architecture, its weights), written as an
+    organism folder at ``out`` with its tokenizer and processor: ``(model, tokenizer, processor)``."""
+    model, tokenizer, processor = build(OrganismConfig(**{**state["config"], "init": ""}), out)  # the weights come from the state
+    model.load_state_dict(state["model"])
+    save_llava_folder(model, out, tokenizer)
+    return model, tokenizer, processor
 
 
 def _load_init(model, folder: Path) -> None:
@@ -334,10 +350,8 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     where, color_of_token = None, None
     if cfg.where_loss:
         where = WhereReadout(model.config.text_config.hidden_size, cfg.canvas // cfg.patch).to(dev)
-        color_of_token = torch.full((len(tokenizer),), -1, dtype=torch.long)
-        color_of_token[torch.tensor([tokenizer.convert_tokens_to_ids(c) for c in PALETTE])] = torch.arange(len(PALETTE))
-        layer = model.model.language_model.layers[cfg.where_layer]
-        hook_w = layer.register_forward_hook(lambda mod, args, out: seen.update(resid=(out[0] if isinstance(out, tuple) else out)[:, -1]))
+        color_of_token = color_token_table(tokenizer)
+        hook_w = WhereReadout.attach(model, cfg.where_layer, seen)
     params = (list(model.parameters()) + (list(readout.parameters()) if readout else [])
               + (list(where.parameters()) if where else []))
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
