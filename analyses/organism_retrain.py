@@ -28,7 +28,8 @@ from pathlib import Path
 
 OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
            ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
-           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int), ("--where-loss", float), ("--where-layer", int))
+           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int), ("--where-loss", float), ("--where-layer", int),
+           ("--label-smoothing", float))
 
 
 def config(args: argparse.Namespace):

@@ -1,6 +1,7 @@
 """The organism's training recipe and deficit planting, on a few steps (the real run is documented, not run in CI)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -59,6 +60,8 @@ def test_bad_training_arguments(tmp_path):
     assert r.exit_code == 2 and "unknown training data kind 'stream'" in r.output
     r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--patch-loss", "-1"])
     assert r.exit_code == 2 and "patch_loss must be a weight ≥ 0, got -1.0" in r.output
+    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--label-smoothing", "1"])
+    assert r.exit_code == 2 and "label_smoothing must be in [0, 1), got 1.0" in r.output
     if not torch.cuda.is_available():
         with pytest.raises(WorkbenchError, match="no CUDA GPU is visible"):
             pick_device("cuda")
@@ -255,3 +258,25 @@ def test_named_cells_are_the_rows_and_columns_of_the_two_objects_a_spatial_quest
         s = Scene.from_json(it.scene)
         want.append([s.a.y // 16, s.a.x // 16, s.b.y // 16, s.b.x // 16] if it.task in ("relation", "verify") else [-1] * 4)
     assert cells.tolist() == want and sum(w[0] >= 0 for w in want) == sum(it.task in ("relation", "verify") for it in probes) > 100
+
+
+@pytest.mark.slow
+def test_label_smoothing_is_the_answer_loss_of_the_first_step(tmp_path):
+    """Oracle: the first step's logged loss is the answer loss of the initial model on the first batch,
+    (1 − ε)·CE + ε·mean over the vocabulary of −log p, computed here by hand from the same seeded model and batch."""
+    from workbench.organism.data import encode
+
+    eps = 0.3
+    cfg = OrganismConfig(**{**TINY, "steps": 1, "eval_every": 1})
+    torch.manual_seed(cfg.seed)
+    model, _, processor = build(cfg, tmp_path / "init")  # train() builds the same model: same seed, nothing drawn before
+    data = encode(processor, train_probes(cfg))
+    idx = torch.randperm(len(data.tasks), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.batch]  # train()'s first batch
+    with torch.no_grad():
+        logp = model.train()(**data.batch(idx, torch.device("cpu")), logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
+    ce = -logp.gather(1, data.answer_token[idx, None]).mean()
+    smoothed = (1 - eps) * ce - eps * logp.mean(1).mean()
+    plain = train(cfg, tmp_path / "a", device="cpu", log=lambda m: None)["curve"][0]["loss"]
+    ls = train(replace(cfg, label_smoothing=eps), tmp_path / "b", device="cpu", log=lambda m: None)["curve"][0]["loss"]
+    assert plain == pytest.approx(float(ce), rel=1e-5) and ls == pytest.approx(float(smoothed), rel=1e-5)
+    assert abs(ls - plain) > 1e-3  # the two losses differ, so the check above tells them apart

@@ -53,6 +53,13 @@ def _patch_loss(c: dict) -> str:
             "(`workbench.organism.train.PatchReadout`; used only while training, not part of this model)")
 
 
+def _label_smoothing(c: dict) -> str:
+    if not c.get("label_smoothing"):
+        return ""
+    return (f" with label smoothing {c['label_smoothing']} (a never-seen answer, such as a held-out pair's color, is not "
+            "pushed down without bound)")
+
+
 def _where_loss(c: dict) -> str:
     if not c.get("where_loss"):
         return ""
@@ -62,15 +69,74 @@ def _where_loss(c: dict) -> str:
             f"the positions sit in layers 0–{c['where_layer']} by construction")
 
 
+def stages(summary: dict) -> list[dict]:
+    """A staged run's records, first stage first: each earlier stage's ``init_run``, then ``summary`` itself."""
+    chain, run = [summary], summary.get("init_run")
+    while run:
+        chain.insert(0, run)
+        run = run.get("init_run")
+    return chain
+
+
+def _stage_settings(c: dict) -> str:
+    extra = [f"{name} {c[key]}" for key, name in (("patch_loss", "patch loss"), ("where_loss", "where loss"),
+                                                  ("label_smoothing", "label smoothing")) if c.get(key)]
+    return ", ".join([f"lr {c['lr']}", f"batch {c['batch']}", *extra])
+
+
+# OrganismConfig fields that `workbench organism train` takes as options (the others keep their defaults there)
+CLI_FIELDS = ("steps", "batch", "n_train", "lr", "warmup", "patch_loss", "where_loss", "label_smoothing", "data")
+
+
+def recipe_commands(summary: dict, out: str, last_command: str) -> str:
+    """The shell commands that retrain a (staged) run from fresh weights: one ``workbench organism train``
+    per stage, each from the folder of the one before (``/tmp/stageN``); a stage that was stopped before the
+    end of its schedule is trained with ``--stop-after`` and exported from its checkpoint. ``last_command``
+    is the final stage's own command line, used as it is for a single-stage run."""
+    from dataclasses import asdict
+
+    from workbench.organism.train import OrganismConfig
+
+    chain = stages(summary)
+    if len(chain) == 1:
+        return last_command
+    lines = []
+    for i, run in enumerate(chain, 1):
+        c = run["config"]
+        default = asdict(OrganismConfig(seed=c["seed"]))
+        flags = [f"--{k.replace('_', '-')} {c[k]}" for k in CLI_FIELDS if k in c and c[k] != default[k]]
+        other = [k for k in default if k not in CLI_FIELDS + ("seed", "init") and c.get(k, default[k]) != default[k]]
+        if other:  # not expressible on the command line: say so instead of printing a command that trains something else
+            lines.append(f"# stage {i} also sets {', '.join(f'{k}={c[k]}' for k in other)} (analyses/organism_retrain.py takes these)")
+        init = [f"--init /tmp/stage{i - 1}"] if i > 1 else []
+        end = run.get("step", c["steps"])
+        if run is summary:
+            lines.append(" ".join(["workbench organism train", f"--out {out}", f"--seed {c['seed']}", *init, *flags, "--force"]))
+        elif end < c["steps"]:
+            lines.append(" ".join(["workbench organism train", f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags,
+                                   f"--checkpoint /tmp/stage{i}.ckpt", f"--stop-after {end}"]))
+            lines.append(f"python analyses/organism_retrain.py export /tmp/stage{i}.ckpt /tmp/stage{i}")
+        else:
+            lines.append(" ".join(["workbench organism train", f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags]))
+    return "\n".join(lines)
+
+
 def _curves(summary: dict) -> str:
-    """The training curve; for a staged run, the first stage's (from its init folder's record) above it."""
-    first = summary.get("init_run")
-    if not first:
+    """The training curve; for a staged run, every stage's (from the chain of init folders' records), first stage first."""
+    chain = stages(summary)
+    if len(chain) == 1:
         return curve_table(summary["curve"])
-    c1 = first["config"]
-    return (f"Stage 1 (from fresh weights; lr {c1['lr']}, batch {c1['batch']}, patch loss {c1.get('patch_loss', 0)}, "
-            f"stopped at step {first['step']:,} of a {c1['steps']:,}-step schedule):\n\n{curve_table(first['curve'])}\n\n"
-            f"Stage 2 (from stage 1's weights; the configuration above):\n\n{curve_table(summary['curve'])}")
+    parts = []
+    for i, run in enumerate(chain, 1):
+        c = run["config"]
+        origin = "from fresh weights" if i == 1 else f"from stage {i - 1}'s weights"
+        if run is summary:
+            parts.append(f"Stage {i} ({origin}; the configuration above):\n\n{curve_table(run['curve'])}")
+            continue
+        end = run.get("step", run["curve"][-1]["step"])
+        stop = f"stopped at step {end:,} of a {c['steps']:,}-step schedule" if end < c["steps"] else f"{c['steps']:,} steps"
+        parts.append(f"Stage {i} ({origin}; {_stage_settings(c)}; {stop}):\n\n{curve_table(run['curve'])}")
+    return "\n\n".join(parts)
 
 
 def _init(summary: dict) -> str:
@@ -78,7 +144,7 @@ def _init(summary: dict) -> str:
     if not init:
         return ""
     return (f"\n- Started from the weights of `{init}` (model.safetensors sha256 `{summary.get('init_sha256', '?')[:16]}…`), "
-            "not from a fresh initialisation: this is the second stage of a staged recipe.")
+            f"not from a fresh initialisation: this is stage {len(stages(summary))} of a staged recipe.")
 
 
 def _scenes(c: dict) -> str:
@@ -98,7 +164,8 @@ def _targets(scores: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-def intact_card(summary: dict, scores: Scores, retrain_command: str, fresh: Scores | None = None) -> str:
+def intact_card(summary: dict, scores: Scores, retrain_command: str, fresh: Scores | None = None,
+                out: str = "assets/models/organism") -> str:
     c = summary["config"]
     hidden = c["heads"] * c["head_dim"]
     n_img = (c["canvas"] // c["patch"]) ** 2
@@ -125,7 +192,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 - Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes{_pool(c)} (train split only:
   held-out color–shape pairs never appear), {_scenes(c)}; tasks relation, verify (spatial)
   and color, shape, count, exists (control), half spatial.
-- Loss: cross-entropy of the answer word at the last position{_patch_loss(c)}{_where_loss(c)}. AdamW lr {c['lr']}, weight decay
+- Loss: cross-entropy of the answer word at the last position{_label_smoothing(c)}{_patch_loss(c)}{_where_loss(c)}. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
   gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.{_init(summary)}
 - Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
@@ -155,7 +222,7 @@ pairs (`fresh_probes(seed={c['seed']})`). The gap between the two columns is wha
 ## Retrain
 
 ```bash
-{retrain_command}
+{recipe_commands(summary, out, retrain_command)}
 ```
 
 Runs on a GPU when one is present (`--device auto`), else on the CPU. Same seed, same machine type: same

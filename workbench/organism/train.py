@@ -67,6 +67,7 @@ class OrganismConfig:
     patch_reach: int = 0  # the patch loss also labels tokens whose patch center is within this many px of an object's center
     where_loss: float = 0.0  # weight of the language model's auxiliary read-out (WhereReadout); 0: off
     where_layer: int = 2  # WhereReadout reads the last position's residual stream after this decoder layer (0-based)
+    label_smoothing: float = 0.0  # of the answer loss: bounds how far a never-seen answer (a held-out pair's color) is pushed down
     init: str = ""  # a model folder whose weights training starts from (same architecture); "": fresh weights
 
     def __post_init__(self) -> None:
@@ -76,6 +77,8 @@ class OrganismConfig:
             raise WorkbenchError(f"patch_loss must be a weight ≥ 0, got {self.patch_loss}", "use 0 (off) or e.g. 1.0")
         if not self.where_loss >= 0:
             raise WorkbenchError(f"where_loss must be a weight ≥ 0, got {self.where_loss}", "use 0 (off) or e.g. 1.0")
+        if not 0 <= self.label_smoothing < 1:
+            raise WorkbenchError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}", "use 0 (off) or e.g. 0.1")
         if self.where_loss and not 0 <= self.where_layer < self.layers:
             raise WorkbenchError(f"where_layer {self.where_layer} is not a decoder layer of a {self.layers}-layer organism",
                                  f"use 0 … {self.layers - 1}")
@@ -291,12 +294,16 @@ def init_fingerprint(init: str) -> str:
 
 
 def init_run(init: str) -> dict | None:
-    """The earlier stage's record (config, last step, curve) from the init folder's training.json, if it has one."""
+    """The earlier stage's record from the init folder's training.json, if it has one: config, last step,
+    curve, seconds, and its own ``init_run`` (so a chain of stages is recorded back to fresh weights)."""
     f = Path(init) / "training.json" if init else None
     if f is None or not f.is_file():
         return None
     run = json.loads(f.read_text())
-    return {k: run[k] for k in ("config", "step", "curve", "seconds", "init_sha256") if k in run}
+    record = {k: run[k] for k in ("config", "step", "curve", "seconds", "init_sha256", "init_run") if run.get(k) is not None}
+    if "step" not in record and run.get("curve"):  # a finished stage: its last logged step
+        record["step"] = run["curve"][-1]["step"]
+    return record
 
 
 def train(cfg: OrganismConfig, out: Path, device: str = "auto", log: Callable[[str], None] = print,
@@ -362,7 +369,7 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     pos, curve, running, start = 0, [], [], 1
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(cfg):
+        if OrganismConfig(**state["config"]) != cfg:  # a field added since fills in with its default
             raise WorkbenchError(f"checkpoint {checkpoint} belongs to another training config", "use the same options or delete it")
         model.load_state_dict(state["model"])
         if readout is not None:
@@ -383,7 +390,7 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
         pos += cfg.batch
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             logits = model(**data.batch(idx, dev), logits_to_keep=1).logits[:, -1]
-        loss = torch.nn.functional.cross_entropy(logits.float(), data.answer_token[idx.to(dev)])
+        loss = torch.nn.functional.cross_entropy(logits.float(), data.answer_token[idx.to(dev)], label_smoothing=cfg.label_smoothing)
         if readout is not None:
             color, shape = data.patch_labels(idx, cfg.patch, cfg.patch_reach)
             loss = loss + cfg.patch_loss * readout(seen["tokens"], color.to(dev), shape.to(dev))

@@ -1,0 +1,64 @@
+"""A staged organism recipe records every earlier stage, and the model card shows them in order."""
+
+from __future__ import annotations
+
+import json
+
+from workbench.organism.card import _curves, _init, recipe_commands, stages
+from workbench.organism.train import OrganismConfig, init_run
+
+
+def _curve(start: float, steps: tuple[int, ...]) -> list[dict]:
+    return [{"step": s, "loss": start / s, "seconds": s, "spatial": 0.5, "control": 0.9} for s in steps]
+
+
+def _config(**kw) -> dict:
+    from dataclasses import asdict
+    return asdict(OrganismConfig(**kw))
+
+
+def test_a_chain_of_stages_is_recorded_back_to_fresh_weights_and_shown_first_stage_first(tmp_path):
+    # stage 1: exported from a checkpoint at step 500 of a 600-step schedule (it carries "step")
+    one = {"config": _config(steps=600), "step": 500, "curve": _curve(1.0, (250, 500))}
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "training.json").write_text(json.dumps(one))
+    # stage 2: a finished run (no "step": its last logged step stands for it) that started from stage 1
+    two = {"config": _config(steps=300, init=str(tmp_path / "s1"), where_loss=1.0), "curve": _curve(2.0, (150, 300)),
+           "init_run": init_run(str(tmp_path / "s1")), "seconds": 9.0}
+    (tmp_path / "s2").mkdir()
+    (tmp_path / "s2" / "training.json").write_text(json.dumps(two))
+    three = {"config": _config(steps=100, init=str(tmp_path / "s2"), label_smoothing=0.3), "curve": _curve(3.0, (50, 100)),
+             "init_run": init_run(str(tmp_path / "s2")), "init_sha256": "ab" * 32}
+
+    chain = stages(three)
+    assert [r["config"]["steps"] for r in chain] == [600, 300, 100]
+    assert [r.get("step") for r in chain[:2]] == [500, 300]
+    assert chain[1]["init_run"]["curve"] == one["curve"]
+    text = _curves(three)
+    first, second, third = (text.index(f"Stage {i} ") for i in (1, 2, 3))
+    assert first < second < third
+    assert "Stage 1 (from fresh weights; lr 0.001, batch 256, patch loss 1.0; stopped at step 500 of a 600-step schedule)" in text
+    assert "Stage 2 (from stage 1's weights; lr 0.001, batch 256, patch loss 1.0, where loss 1.0; 300 steps)" in text
+    assert "Stage 3 (from stage 2's weights; the configuration above)" in text
+    assert f"| 500 | {1.0 / 500:.3f} |" in text and f"| 100 | {3.0 / 100:.3f} |" in text
+    assert "stage 3 of a staged recipe" in _init(three)
+    # a run from fresh weights has one stage and no stage headings
+    assert stages(one) == [one] and "Stage" not in _curves(one) and _init(one) == ""
+
+
+def test_the_card_retrains_a_staged_run_stage_by_stage_from_fresh_weights(tmp_path):
+    one = {"config": _config(steps=600), "step": 500, "curve": _curve(1.0, (250, 500))}
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "training.json").write_text(json.dumps(one))
+    two = {"config": _config(steps=300, lr=3e-4, init=str(tmp_path / "s1"), label_smoothing=0.3, where_layer=1),
+           "curve": _curve(2.0, (150, 300)), "init_run": init_run(str(tmp_path / "s1"))}
+    lines = recipe_commands(two, "assets/models/organism", "ignored for a staged run").splitlines()
+    assert lines == [
+        "workbench organism train --out /tmp/stage1 --seed 0 --steps 600 --checkpoint /tmp/stage1.ckpt --stop-after 500",
+        "python analyses/organism_retrain.py export /tmp/stage1.ckpt /tmp/stage1",
+        "# stage 2 also sets where_layer=1 (analyses/organism_retrain.py takes these)",
+        "workbench organism train --out assets/models/organism --seed 0 --init /tmp/stage1 --steps 300 --lr 0.0003 "
+        "--label-smoothing 0.3 --force",
+    ]
+    # a single-stage run is retrained by its own command line
+    assert recipe_commands(one, "x", "workbench organism train --out x --seed 0 --force") == "workbench organism train --out x --seed 0 --force"
