@@ -69,11 +69,7 @@ def test_intact_meets_the_spatial_target(intact_scores):
     assert intact_scores["spatial"] >= 0.90, intact_scores
 
 
-# The shipped organism reaches the control target on shape, count and exists but not on color (82.5%; issue 4
-# stays open; see its model card): strict xfail, so it turns red the day a retrained organism meets it.
-@pytest.mark.parametrize("task", [pytest.param("color", marks=pytest.mark.xfail(
-    strict=True, reason="color on held-out color–shape pairs is below 95% (see assets/models/organism/README.md)")),
-    "shape", "count", "exists"])
+@pytest.mark.parametrize("task", CONTROL)
 def test_intact_meets_the_control_target(intact_scores, task):
     assert intact_scores[task] >= 0.95, (task, intact_scores)
 
