@@ -29,7 +29,7 @@ from pathlib import Path
 OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
            ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
            ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int), ("--where-loss", float), ("--where-layer", int),
-           ("--label-smoothing", float))
+           ("--label-smoothing", float), ("--confidence", float))
 
 
 def config(args: argparse.Namespace):
@@ -67,6 +67,8 @@ def build_pool(args: argparse.Namespace) -> None:
 
 
 def table(folders: list[str]) -> int:
+    from workbench.organism.card import stages
+
     runs = {Path(f).name: json.loads((Path(f) / "training.json").read_text()) for f in folders}
     tasks = list(next(iter(runs.values()))["eval"])
     names = list(runs)
@@ -77,7 +79,9 @@ def table(folders: list[str]) -> int:
         gap = max(vals) - min(vals)
         worst = max(worst, gap)
         print(f"{t:10s} " + " ".join(f"{v:9.1f}" for v in vals) + f" {gap:9.1f}")
-    configs = {json.dumps(r["config"], sort_keys=True) for r in runs.values()}
+    # the same recipe: every setting but the folder a stage started from (its weights are the earlier stage's own result)
+    configs = {json.dumps([{k: v for k, v in run["config"].items() if k != "init"} for run in stages(r)], sort_keys=True)
+               for r in runs.values()}
     print(f"same config: {len(configs) == 1}; largest gap {worst:.1f} points; "
           f"{'within' if worst <= 2.0 else 'NOT within'} 2 points")
     return 0 if worst <= 2.0 and len(configs) == 1 else 1

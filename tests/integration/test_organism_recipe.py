@@ -1,6 +1,7 @@
 """The organism's training recipe and deficit planting, on a few steps (the real run is documented, not run in CI)."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -62,6 +63,8 @@ def test_bad_training_arguments(tmp_path):
     assert r.exit_code == 2 and "patch_loss must be a weight ≥ 0, got -1.0" in r.output
     r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--label-smoothing", "1"])
     assert r.exit_code == 2 and "label_smoothing must be in [0, 1), got 1.0" in r.output
+    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--confidence", "1"])
+    assert r.exit_code == 2 and "confidence must be in [0, 1), got 1.0" in r.output
     if not torch.cuda.is_available():
         with pytest.raises(WorkbenchError, match="no CUDA GPU is visible"):
             pick_device("cuda")
@@ -280,3 +283,58 @@ def test_label_smoothing_is_the_answer_loss_of_the_first_step(tmp_path):
     ls = train(replace(cfg, label_smoothing=eps), tmp_path / "b", device="cpu", log=lambda m: None)["curve"][0]["loss"]
     assert plain == pytest.approx(float(ce), rel=1e-5) and ls == pytest.approx(float(smoothed), rel=1e-5)
     assert abs(ls - plain) > 1e-3  # the two losses differ, so the check above tells them apart
+
+
+class _FixedLogits(torch.nn.Module):
+    """A stand-in model whose last-position logits are given: ``[n, vocab]``, rows picked by the batch's item ids."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, item, logits_to_keep=1):
+        return type("Out", (), {"logits": self.logits[item][:, None]})()
+
+
+class _Items:
+    def __init__(self, answers):
+        self.tasks, self.answer_token = ["color"] * len(answers), answers
+
+    def batch(self, idx, device):
+        return {"item": idx}
+
+
+def test_answer_temperature_solves_the_confidence_equation():
+    """Hand-computed oracle: logits 0 everywhere but m on the right answer give p = e^{Tm} / (e^{Tm} + V − 1), so the
+    temperature for a target p* is ln(p*·(V − 1) / (1 − p*)) / m."""
+    from workbench.organism.train import answer_temperature
+
+    n, vocab, m = 12, 55, 2.0
+    answers = torch.arange(n) % vocab
+    logits = torch.zeros(n, vocab)
+    logits[torch.arange(n), answers] = m
+    items, model = _Items(answers), _FixedLogits(logits)
+    for target in (0.5, 0.9, 0.999):
+        want = math.log(target * (vocab - 1) / (1 - target)) / m
+        assert answer_temperature(model, items, target, torch.device("cpu")) == pytest.approx(want, rel=1e-6)
+    p_now = math.exp(m) / (math.exp(m) + vocab - 1)  # 0.12: a target the model already meets needs no factor
+    assert answer_temperature(model, items, p_now / 2, torch.device("cpu")) == 1.0
+    with pytest.raises(WorkbenchError, match="no temperature"):  # a model that is wrong everywhere never gets there
+        answer_temperature(_FixedLogits(-logits), items, 0.9, torch.device("cpu"))
+
+
+def test_folding_a_temperature_multiplies_every_logit(llava_vlm):
+    from workbench.organism.train import fold_temperature
+
+    model = llava_vlm.model
+    inputs = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    weight = model.lm_head.weight.detach().clone()
+    try:
+        before = model.model.language_model(**inputs).last_hidden_state @ weight.T
+        fold_temperature(model, 2.5)
+        assert torch.equal(model.lm_head.weight, weight * 2.5)
+        after = model.lm_head(model.model.language_model(**inputs).last_hidden_state)
+        assert torch.allclose(after, 2.5 * before, rtol=1e-5, atol=1e-6) and torch.equal(after.argmax(-1), before.argmax(-1))
+    finally:
+        with torch.no_grad():
+            model.lm_head.weight.copy_(weight)

@@ -25,6 +25,7 @@ def train_cmd(
     patch_loss: float = typer.Option(None, "--patch-loss", help="Weight of the auxiliary patch loss (color, shape, row and column read from each image token); 0: off."),
     where_loss: float = typer.Option(None, "--where-loss", help="Weight of the language model's auxiliary read-out (the rows and columns of the two objects a spatial question names); 0: off."),
     label_smoothing: float = typer.Option(None, "--label-smoothing", help="Label smoothing of the answer loss (e.g. 0.1); 0: off."),
+    confidence: float = typer.Option(None, "--confidence", help="After training, scale the logits so that the right answer's mean probability on fresh scenes is this (e.g. 0.999; undoes label smoothing's under-confidence, changes no prediction); 0: off."),
     warmup: int = typer.Option(None, "--warmup", help="Learning-rate warm-up steps (default: the shipped recipe's)."),
     init: Path = typer.Option(None, "--init", help="Start from this organism folder's weights (a staged recipe's earlier stage) instead of fresh ones."),
     data: str = typer.Option(None, "--data", help="set: one generated probe set; pool: chunked streams rendered by every CPU."),
@@ -46,7 +47,7 @@ def train_cmd(
     from workbench.organism.train import OrganismConfig, pick_device, train
 
     given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "warmup": warmup, "patch_loss": patch_loss, "where_loss": where_loss,
-             "label_smoothing": label_smoothing, "data": data,
+             "label_smoothing": label_smoothing, "confidence": confidence, "data": data,
              "init": str(init) if init is not None else None}
     cfg = replace(OrganismConfig(seed=seed), **{k: v for k, v in given.items() if v is not None})
     if cfg.steps <= 0 or cfg.batch <= 0 or cfg.n_train < cfg.batch:

@@ -60,6 +60,16 @@ def _label_smoothing(c: dict) -> str:
             "pushed down without bound)")
 
 
+def _temperature(summary: dict) -> str:
+    c = summary["config"]
+    if not c.get("confidence"):
+        return ""
+    return (f"\n- After training, the logits were multiplied by {summary.get('temperature', float('nan')):.3f} (folded into `lm_head.weight`): "
+            f"the factor that makes the right answer's mean probability on fresh training-distribution scenes {c['confidence']}, "
+            "undoing label smoothing's under-confidence (`workbench.organism.train.answer_temperature`). The order of the "
+            "logits, hence every prediction and accuracy, is unchanged; the curve's accuracies are from before it.")
+
+
 def _where_loss(c: dict) -> str:
     if not c.get("where_loss"):
         return ""
@@ -85,7 +95,7 @@ def _stage_settings(c: dict) -> str:
 
 
 # OrganismConfig fields that `workbench organism train` takes as options (the others keep their defaults there)
-CLI_FIELDS = ("steps", "batch", "n_train", "lr", "warmup", "patch_loss", "where_loss", "label_smoothing", "data")
+CLI_FIELDS = ("steps", "batch", "n_train", "lr", "warmup", "patch_loss", "where_loss", "label_smoothing", "confidence", "data")
 
 
 def recipe_commands(summary: dict, out: str, last_command: str) -> str:
@@ -194,7 +204,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
   and color, shape, count, exists (control), half spatial.
 - Loss: cross-entropy of the answer word at the last position{_label_smoothing(c)}{_patch_loss(c)}{_where_loss(c)}. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
-  gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.{_init(summary)}
+  gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.{_temperature(summary)}{_init(summary)}
 - Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
   scenes, each containing at least one held-out color–shape pair.
 
