@@ -4,7 +4,7 @@ The planted-deficit organism is the intact organism with the ``o_proj`` columns 
 heads multiplied by a factor in [0.1, 0.3] (ground truth in ``planted.json``, read here only to
 score). Every method is trained in the same harness (``workbench.scale.train.fit``: answer-token
 cross-entropy, AdamW, early stopping on a 10% validation split) on the same repair set — fresh
-training-distribution spatial probes — and scored on the fixed 500-probe held-out evaluation set
+training-distribution probes — and scored on the fixed 500-probe held-out evaluation set
 (spatial and control tasks):
 
 - none: the deficit model as is;
@@ -16,7 +16,8 @@ training-distribution spatial probes — and scored on the fixed 500-probe held-
 - LoRA rank 1 on every linear layer of the language model; (IA)³ on k, v and down_proj.
 
 Recovery = (method − deficit) / (intact − deficit) on spatial accuracy. Control Δ = method − intact,
-worst control task. Recall@k: the planted heads among the k heads whose scales moved most.
+on all control items together (the target: within 1 point) and on the worst control task. Recall@k: the
+planted heads among the k heads whose scales moved most.
 
     python analyses/organism_study.py            # 3 seeds, writes analyses/results/organism_study.{md,json} + PNGs
     python analyses/organism_study.py --seeds 0 --n-train 400 --epochs 2   # a quick look
@@ -24,12 +25,13 @@ worst control task. Recall@k: the planted heads among the k heads whose scales m
     python analyses/organism_study.py --seeds 1 --methods ia3 --out analyses/results/organism_study/ia3_s1
     python analyses/organism_study.py --merge analyses/results/organism_study/*.json
 
-Settings (the defaults): the repair set is 2,000 *spatial* probes (relation and verify, the paper's
-setting: ScAle is trained on the spatial task and control tasks are only measured), batch 32,
-lr 1e-2, 15 epochs, early stopping on the 10% validation split. An earlier study trained on every task
-(1,000 probes, batch 8, lr 3e-3, ≤ 12 epochs): the organism's weak control tasks then dominated the
-loss and ScAle all-positions closed only 59 ± 26% of the gap
-(``analyses/results/organism_study_v1_all_tasks.md``).
+Settings (the defaults): the repair set is 2,000 fresh probes of every task (half spatial: relation and
+verify; half control: color, shape, count, exists — the generator's mix), batch 32, lr 1e-2, 15 epochs, early
+stopping on the 10% validation split. ``--repair-tasks spatial`` trains on spatial probes only, the paper's
+setting: nothing in that loss asks the heads it moves to keep serving the control tasks, and on this organism
+ScAle all-positions then breaks them (color −76, −13, −49 points on seeds 0–2; the row
+"scale-all-attn (spatial repair set)" of ``analyses/results/organism_study.md``). Earlier studies, on earlier organisms:
+``organism_study_v2_spatial_84fb09f.md`` (spatial repair set) and ``organism_study_v1_all_tasks.md``.
 """
 
 from __future__ import annotations
@@ -86,11 +88,13 @@ def main() -> int:
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--schedule", default="constant", help="Learning-rate schedule of every method: constant or cosine.")
     ap.add_argument("--l2", type=float, default=1e-4, help="Penalty on ScAle's raw parameters u (pulls every scale toward 1).")
-    ap.add_argument("--repair-tasks", default="spatial", choices=("spatial", "all"), help="Tasks of the repair set: spatial (relation, verify; the paper's setting) or all.")
+    ap.add_argument("--repair-tasks", default="all", choices=("spatial", "all"), help="Tasks of the repair set: all (the generator's mix, half spatial; default) or spatial (relation, verify; the paper's setting).")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="Only write one report (--out) from the .json files of earlier runs, e.g. one per seed run side by side.")
     ap.add_argument("--methods", default=DEFAULT_METHODS)
     ap.add_argument("--out", default=str(RESULTS / "organism_study"))
+    ap.add_argument("--intact", default=str(DEFAULT_MODEL), help="The intact organism folder.")
+    ap.add_argument("--deficit", default=str(DEFICIT_MODEL), help="Its planted-deficit folder (with planted.json).")
     args = ap.parse_args()
     if args.merge:
         return merge(args.merge, Path(args.out))
@@ -99,10 +103,10 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    planted_rec = read_planted(DEFICIT_MODEL)
+    planted_rec = read_planted(Path(args.deficit))
     planted = {tuple(h) for h in planted_rec["heads"]}
-    intact = load_vlm(DEFAULT_MODEL, attn_implementation="eager")
-    deficit = load_vlm(DEFICIT_MODEL, attn_implementation="eager")
+    intact = load_vlm(args.intact, attn_implementation="eager")
+    deficit = load_vlm(args.deficit, attn_implementation="eager")
     test = eval_probes(0)
     n_items = {t: sum(it.task == t for it in test) for t in TASKS}
     s_int, s_def = score(intact, test, backend="torch"), score(deficit, test, backend="torch")
@@ -112,6 +116,7 @@ def main() -> int:
           f"planted {sorted(planted)} × {planted_rec['factor']}", flush=True)
 
     rows: list[dict] = []
+    tag = "" if args.repair_tasks == "all" else f"_{args.repair_tasks}-repair"
     for seed in seeds:
         repair = generate(OrganismConfig().probe_config(args.n_train, 20_000 + seed,
                                                    tasks=SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS))
@@ -143,21 +148,22 @@ def main() -> int:
                 raise SystemExit(f"unknown method {method!r}")
             s = score(model_for_eval, test, ivs, backend="torch")
             bt, br = s.by_task(), s.by_relation()
-            row = {"method": method, "seed": seed, "n_params": n_params, **{k: bt[k] for k in bt},
+            row = {"method": method, "seed": seed, "repair_tasks": args.repair_tasks, "n_params": n_params, **{k: bt[k] for k in bt},
                    "n_items": n_items,
                    **{f"rel:{k}": v for k, v in br.items()},
                    "recovery": (bt["spatial"] - base["deficit"]["spatial"]) / gap if gap > 0 else float("nan"),
                    "control_delta": min(bt[t] - base["intact"][t] for t in CONTROL_TASKS),
+                   "control_all_delta": bt["control"] - base["intact"]["control"],
                    "recall": recall(vec, planted) if vec is not None and vec.mode != "mlp" else None,
                    "seconds": round(time.time() - t0, 1)}
             rows.append(row)
             print(f"seed {seed} {method:16s} params {n_params:6d} spatial {bt['spatial']:.3f} control {bt['control']:.3f} "
                   f"recovery {row['recovery']:+.2f} controlΔ {row['control_delta']:+.3f} recall {row['recall']} ({row['seconds']}s)",
                   flush=True)
-            if vec is not None and seed == seeds[0]:
-                vec.save(out.parent / "vectors" / f"{method}_seed{seed}")
+            if vec is not None and seed == seeds[0]:  # a spatial-only repair set's files apart from the default set's
+                vec.save(out.parent / f"vectors{tag.replace('-', '_')}" / f"{method}_seed{seed}")
             if vec is not None and seed == seeds[0] and vec.mode != "mlp":
-                heatmap_png(vec.attn, out.parent / f"organism_study_{method}_seed{seed}.png",
+                heatmap_png(vec.attn, out.parent / f"organism_study_{method}{tag}_seed{seed}.png",
                             title=f"{method}: effective head scales (planted heads framed)", marked=planted, center=1.0)
     write_report(rows, base, planted_rec, [vars(args)], out)
     return 0
@@ -175,6 +181,9 @@ def command(a: dict) -> str:
 def merge(parts: list[str], out: Path) -> int:
     """One report from several runs' JSON (same deficit model; rows concatenated in the order given)."""
     runs = [json.loads(Path(p).read_text()) for p in parts]
+    for run in runs:  # rows written before rows carried their repair set take their run's
+        for r in run["rows"]:
+            r.setdefault("repair_tasks", run["args"].get("repair_tasks", "spatial"))
     rows = [r for run in runs for r in run["rows"]]
     planted_rec = {"heads": runs[0]["planted"], "factor": runs[0]["factor"]}
     write_report(rows, runs[0]["base"], planted_rec, [run["args"] for run in runs], out)
@@ -184,11 +193,18 @@ def merge(parts: list[str], out: Path) -> int:
 def write_report(rows: list[dict], base: dict, planted_rec: dict, parts: list[dict], out: Path) -> None:
     """The markdown table and the JSON; ``parts``: the arguments of each run whose rows these are."""
     order = DEFAULT_METHODS.split(",")
-    rows = sorted(rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["seed"]))
+    repair = [t for t in ("all", "spatial") if any(r.get("repair_tasks") == t for r in rows)]
+    if len(repair) > 1:  # runs on both repair sets: a row per method and set (the method none is the same on either)
+        rows = [r for r in rows if not (r["method"] == "none" and r["repair_tasks"] != repair[0])]
+        for r in rows:
+            if r["method"] != "none" and r["repair_tasks"] != repair[0]:
+                r["method"] = f"{r['method']} ({r['repair_tasks']} repair set)"
+    rank = lambda m: order.index(m.split(" ")[0]) if m.split(" ")[0] in order else len(order)  # noqa: E731
+    rows = sorted(rows, key=lambda r: (rank(r["method"]), r["method"], r["seed"]))
     methods = list(dict.fromkeys(r["method"] for r in rows))
 
     def stat(method: str, key: str) -> str:
-        vals = [r[key] for r in rows if r["method"] == method and r[key] is not None]
+        vals = [r[key] for r in rows if r["method"] == method and r.get(key) is not None]
         if not vals:
             return "–"
         v = np.array(vals, dtype=float)
@@ -209,15 +225,16 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, parts: list[di
         f"{100 * base['deficit']['spatial']:.1f}%, control {100 * base['deficit']['control']:.1f}%.",
         "",
         "Mean ± std over seeds. Recovery: share of the intact − deficit spatial gap closed (100 = fully). "
-        "Control Δ: worst control task, method − intact (points). Recall: planted heads among the top-k moved heads (k = planted).",
+        "Control Δ: all control items together (the target: within 1 point), and the worst single control task, "
+        "method − intact (points). Recall: planted heads among the top-k moved heads (k = planted).",
         "",
-        "| method | seeds | trainable params | spatial % | control % | recovery % | control Δ (pts) | recall % |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| method | seeds | trainable params | spatial % | control % | recovery % | control Δ (pts) | worst task Δ (pts) | recall % |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in methods:
         seeds = ",".join(str(r["seed"]) for r in rows if r["method"] == m)
         lines.append(f"| {m} | {seeds} | {stat(m, 'n_params')} | {stat(m, 'spatial')} | {stat(m, 'control')} | {stat(m, 'recovery')} | "
-                     f"{stat(m, 'control_delta')} | {stat(m, 'recall')} |")
+                     f"{stat(m, 'control_all_delta')} | {stat(m, 'control_delta')} | {stat(m, 'recall')} |")
     tasks = SPATIAL_TASKS + CONTROL_TASKS
     counts = next((r["n_items"] for r in rows if "n_items" in r), {})
     lines += ["", "Per task (%; items per task in the 500-probe set: "
