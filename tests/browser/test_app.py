@@ -93,8 +93,10 @@ def test_sweep_from_its_page_reaches_100_and_appears_in_the_explorer(page, serve
 
 def test_cancel_from_the_page_leaves_the_store_consistent(page, server):
     page.goto(server["url"] + "/sweeps")
-    page.click("#sweeps-positions label:has-text('all')")  # all positions: the naive engine, slow enough to cancel
-    page.fill("#sweeps-alphas", "0, 0.25, 0.5, 0.75, 1.25, 2")
+    # all positions: the naive engine, one forward per variant, so each of the 4 chunks takes a while to cancel in
+    # (two α: about 25 s a chunk on 2 cores; cancelling takes effect between chunks)
+    page.click("#sweeps-positions label:has-text('all')")
+    page.fill("#sweeps-alphas", "0, 0.25")
     page.click("#sweeps-launch")
     card = page.locator(".job-card", has_text="sweep α = 0, 0.25")
     card.locator(".job-message", has_text="chunk 1 of").wait_for(timeout=240_000)  # one chunk stored, more to come
