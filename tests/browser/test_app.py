@@ -94,7 +94,7 @@ def test_sweep_from_its_page_reaches_100_and_appears_in_the_explorer(page, serve
 def test_cancel_from_the_page_leaves_the_store_consistent(page, server):
     page.goto(server["url"] + "/sweeps")
     # all positions: the naive engine, one forward per variant, so each of the 4 chunks takes a while to cancel in
-    # (two α: about 25 s a chunk on 2 cores; cancelling takes effect between chunks)
+    # (two α: about 25 s a chunk on 2 cores; a cancel abandons the chunk under way)
     page.click("#sweeps-positions label:has-text('all')")
     page.fill("#sweeps-alphas", "0, 0.25")
     page.click("#sweeps-launch")

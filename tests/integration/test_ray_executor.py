@@ -51,9 +51,10 @@ def test_ray_sweep_equals_the_local_one(local_ray, llava_vlm, probes32, referenc
 
 def test_a_sweep_started_locally_is_finished_on_ray(local_ray, llava_vlm, probes32, reference, tmp_path):
     store = EffectStore(tmp_path)
-    polls = iter(range(100))
+    done = []
     with pytest.raises(Cancelled, match="cancelled after 3 of 8"):
-        sweep(llava_vlm, probes32, SPEC, store, log=lambda m: None, should_stop=lambda: next(polls) == 3, **CHUNKING)
+        sweep(llava_vlm, probes32, SPEC, store, log=lambda m: None, progress=lambda d, t: done.append(d),
+              should_stop=lambda: bool(done and done[-1] >= 3), **CHUNKING)
     result = sweep(llava_vlm, probes32, SPEC, store, log=lambda m: None, executor=RayExecutor(workers=2, load_kwargs=LOAD), **CHUNKING)
     assert (result.computed, result.cached) == (5, 3)
     torch.testing.assert_close(result.values, reference.values, rtol=1e-5, atol=1e-6)

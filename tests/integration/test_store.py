@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.errors import WorkbenchError
+from workbench.errors import Cancelled, WorkbenchError
 from workbench.store.effects import COLUMNS, CorruptChunk, EffectStore, sweep_key
 from workbench.sweeps.aggregate import bootstrap_ci, by_relation, mean
 from workbench.sweeps.engine import SweepSpec
@@ -93,6 +93,28 @@ SCRIPT = textwrap.dedent("""
 def _run(llava_folder, probes_dir, store, alphas="0,2", kill_after=-1):
     return subprocess.Popen([sys.executable, "-c", SCRIPT, str(llava_folder), str(probes_dir), str(store), alphas, str(kill_after)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_cancel_mid_chunk_abandons_that_chunk_keeps_the_finished_ones_and_resumes(llava_vlm, six, tmp_path):
+    """All positions: the naive engine, which polls ``should_stop`` before each probe batch and each variant."""
+    spec = SweepSpec(alphas=(0.0, 2.0), positions="all")
+    store, done, polls = EffectStore(tmp_path / "s"), [], []
+
+    def should_stop() -> bool:
+        polls.append(done[-1])  # chunks stored so far (progress reports 0 first)
+        return polls.count(1) == 3  # the third poll after chunk 1 is stored: inside chunk 2, before its first variant
+
+    with pytest.raises(Cancelled, match="cancelled after 1 of 4 chunks; chunk .* abandoned"):
+        sweep(llava_vlm, six, spec, store, log=lambda m: None, progress=lambda d, t: done.append(d), should_stop=should_stop,
+              **CHUNKING)
+    # 1 before chunk 1; in chunk 1: 1 batch (3 probes) + 8 variants (2 α × 4 heads); 1 after it; chunk 2: its batch, then stop
+    assert len(polls) == 1 + (1 + 8) + 1 + 2
+    (entry,) = store.ls()
+    assert entry.done == 1 and not entry.complete and not list((tmp_path / "s").rglob("*.tmp"))
+    resumed = sweep(llava_vlm, six, spec, store, log=lambda m: None, **CHUNKING)
+    assert (resumed.computed, resumed.cached) == (3, 1)
+    whole = sweep(llava_vlm, six, spec, EffectStore(tmp_path / "whole"), log=lambda m: None, **CHUNKING)
+    assert torch.equal(resumed.values, whole.values)
 
 
 @pytest.mark.slow

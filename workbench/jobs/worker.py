@@ -3,7 +3,8 @@
 Runs one job's task (:mod:`workbench.jobs.tasks`) and keeps ``status.json`` current: state, progress,
 curve points, and at the end the result or a one-line error. Status writes are atomic and throttled
 (at most every 0.25 s, except state changes), so readers never see half a file and a fast loop does
-not spend its time writing JSON. SIGTERM is turned into a cancellation at the next checkpoint.
+not spend its time writing JSON. SIGTERM is turned into a cancellation at the next poll (a sweep's
+next forward pass, a training run's next step).
 """
 
 from __future__ import annotations

@@ -14,17 +14,19 @@ Engines:
 
 Work is split into :class:`Chunk` s — a layer range × a probe range — that are independent, so
 an executor (:mod:`workbench.sweeps.executors`) can run them anywhere and the store can keep each
-as soon as it is done.
+as soon as it is done. A chunk being computed can be abandoned at the next forward pass
+(``should_stop``): nothing of it is kept, and the chunks already stored are untouched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
 from workbench import metrics
-from workbench.errors import WorkbenchError
+from workbench.errors import Cancelled, WorkbenchError
 from workbench.interventions.core import HeadScale, MlpScale
 from workbench.interventions.torch_hooks import TorchHooksBackend
 from workbench.models.load import VLM
@@ -106,8 +108,15 @@ def _variants(vlm: VLM, spec: SweepSpec, chunk: Chunk) -> torch.Tensor:
 
 
 def run_chunk(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, engine: str = "auto",
-              batch_size: int = 16, packed_chunk: int = 512) -> torch.Tensor:
-    """Effects of one chunk: ``[probe, alpha, layer, head]`` (``[probe, alpha, layer]`` for MLPs)."""
+              batch_size: int = 16, packed_chunk: int = 512, should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+    """Effects of one chunk: ``[probe, alpha, layer, head]`` (``[probe, alpha, layer]`` for MLPs).
+
+    ``should_stop`` is polled before every forward pass (each probe batch of the packed engine, each
+    variant of the naive one); when it says yes, :class:`~workbench.errors.Cancelled` abandons the chunk."""
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"chunk {chunk.name} abandoned")
+
     engine = resolve_engine(vlm, spec, engine)
     factors = _variants(vlm, spec, chunk)
     heads_per = vlm.site.n_heads if spec.target == "heads" else 1
@@ -116,15 +125,19 @@ def run_chunk(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, engine:
     out = []
     items = probes.items[chunk.probe_start:chunk.probe_stop]
     for s in range(0, len(items), batch_size):
+        check()
         batch = build_batch(vlm, probes, items[s:s + batch_size])
         clean = be.last_logits(batch.inputs).float()
         head_f, mlp_f = (factors, None) if spec.target == "heads" else (None, factors)
         if engine == "packed":
             logits = packed_variant_logits(vlm, batch.inputs, head_f, mlp_f, chunk=packed_chunk)
         else:
-            logits = torch.stack([be.last_logits(batch.inputs, [HeadScale(head_f[v], spec.positions)] if head_f is not None
-                                                 else [MlpScale(mlp_f[v], spec.positions)]).float()
-                                  for v in range(len(factors))], dim=1)
+            per_variant = []
+            for v in range(len(factors)):
+                check()
+                ivs = [HeadScale(head_f[v], spec.positions)] if head_f is not None else [MlpScale(mlp_f[v], spec.positions)]
+                per_variant.append(be.last_logits(batch.inputs, ivs).float())
+            logits = torch.stack(per_variant, dim=1)
         out.append(_effects(spec.metric, logits, clean, batch.option_ids, batch.answer))
     values = torch.cat(out)  # [probe, variant]
     values = values.reshape(len(items), len(spec.alphas), n_layers, heads_per)

@@ -19,13 +19,13 @@ die at any moment and the next run resumes at the first missing chunk, whichever
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
-from workbench.errors import WorkbenchError
+from workbench.errors import Cancelled, WorkbenchError
 from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
 from workbench.sweeps.engine import Chunk, SweepSpec, run_chunk
@@ -36,8 +36,11 @@ EXECUTORS = ("local", "ray")
 class Executor(Protocol):
     name: str
 
-    def map(self, vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], **run_kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
-        """Values of every chunk, yielded as each finishes. Closing the iterator early stops the work."""
+    def map(self, vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], should_stop: Callable[[], bool] | None = None,
+            **run_kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
+        """Values of every chunk, yielded as each finishes. Closing the iterator early stops the work;
+        ``should_stop`` saying yes while chunks are computed raises :class:`~workbench.errors.Cancelled`
+        without waiting for them to finish."""
         ...
 
 
@@ -45,9 +48,10 @@ class Executor(Protocol):
 class LocalExecutor:
     name: str = "local"
 
-    def map(self, vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], **run_kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
+    def map(self, vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], should_stop: Callable[[], bool] | None = None,
+            **run_kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
         for chunk in chunks:
-            yield chunk, run_chunk(vlm, probes, spec, chunk, **run_kwargs)
+            yield chunk, run_chunk(vlm, probes, spec, chunk, should_stop=should_stop, **run_kwargs)
 
 
 class _ChunkWorker:
@@ -85,7 +89,8 @@ class RayExecutor:
     name: str = "ray"
     last_worker_pids: tuple[int, ...] = ()
 
-    def map(self, vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], **run_kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
+    def map(self, vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], should_stop: Callable[[], bool] | None = None,
+            **run_kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
         ray = _import_ray()
         if self.workers < 1:
             raise WorkbenchError(f"Ray needs at least one worker, got {self.workers}", "pass --ray-workers 1 or more")
@@ -112,7 +117,12 @@ class RayExecutor:
                 give(actor)
             self.last_worker_pids = tuple(ray.get([a.pid.remote() for a in actors]))
             while pending:
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                if not ready:  # the actors are mid-chunk: a cancel kills them (finally) instead of waiting
+                    if should_stop is not None and should_stop():
+                        raise Cancelled(f"{len(pending)} chunks abandoned on Ray")
+                    continue
+                (ref,) = ready
                 actor, chunk = pending.pop(ref)
                 values = _get(ray, ref)
                 if queue:

@@ -70,8 +70,9 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
           should_stop: Callable[[], bool] | None = None, executor: Executor | None = None, **run_kwargs) -> SweepResult:
     """Effects of ``spec`` on ``probes``, from the store where present, computed where not.
 
-    ``should_stop`` is polled before every chunk; when it says yes, :class:`~workbench.errors.Cancelled`
-    is raised with every finished chunk already stored, so the same call later resumes there.
+    ``should_stop`` is polled before every chunk and, by the executor, while one is computed; when it
+    says yes, :class:`~workbench.errors.Cancelled` is raised with every finished chunk already stored
+    (a chunk under way is abandoned), so the same call later resumes there.
     ``executor`` computes the missing chunks (default: :class:`~workbench.sweeps.executors.LocalExecutor`,
     in this process); whichever it is, this function alone writes the store, one chunk at a time."""
     key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
@@ -89,15 +90,26 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     if progress:
         progress(0, len(pending))
 
+    def cancelled(done: int, detail: str = "") -> Cancelled:
+        return Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks{detail} (the store keeps them; rerun to resume)")
+
     def check_stop(done: int) -> None:
         if done < len(pending) and should_stop is not None and should_stop():
-            raise Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks (the store keeps them; rerun to resume)")
+            raise cancelled(done)
 
     check_stop(0)
-    results = (executor or LocalExecutor()).map(vlm, probes, spec, pending, engine=engine, **run_kwargs)
+    results = (executor or LocalExecutor()).map(vlm, probes, spec, pending, engine=engine, should_stop=should_stop, **run_kwargs)
+    done = 0
     try:
-        for done, (chunk, values) in enumerate(results, 1):
+        while True:
+            try:
+                chunk, values = next(results)
+            except StopIteration:
+                break
+            except Cancelled as e:  # the executor gave up a chunk under way
+                raise cancelled(done, f"; {e}") from None
             store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
+            done += 1
             if progress:
                 progress(done, len(pending))
             check_stop(done)
