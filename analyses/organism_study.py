@@ -116,7 +116,9 @@ def main() -> int:
           f"planted {sorted(planted)} × {planted_rec['factor']}", flush=True)
 
     rows: list[dict] = []
+    # a spatial-only repair set's files apart from the default set's
     tag = "" if args.repair_tasks == "all" else f"_{args.repair_tasks}-repair"
+    vectors_dir = out.parent / f"vectors{tag.replace('-', '_')}"
     for seed in seeds:
         repair = generate(OrganismConfig().probe_config(args.n_train, 20_000 + seed,
                                                    tasks=SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS))
@@ -160,8 +162,8 @@ def main() -> int:
             print(f"seed {seed} {method:16s} params {n_params:6d} spatial {bt['spatial']:.3f} control {bt['control']:.3f} "
                   f"recovery {row['recovery']:+.2f} controlΔ {row['control_delta']:+.3f} recall {row['recall']} ({row['seconds']}s)",
                   flush=True)
-            if vec is not None and seed == seeds[0]:  # a spatial-only repair set's files apart from the default set's
-                vec.save(out.parent / f"vectors{tag.replace('-', '_')}" / f"{method}_seed{seed}")
+            if vec is not None and seed == seeds[0]:
+                vec.save(vectors_dir / f"{method}_seed{seed}")
             if vec is not None and seed == seeds[0] and vec.mode != "mlp":
                 heatmap_png(vec.attn, out.parent / f"organism_study_{method}{tag}_seed{seed}.png",
                             title=f"{method}: effective head scales (planted heads framed)", marked=planted, center=1.0)
@@ -199,7 +201,10 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, parts: list[di
         for r in rows:
             if r["method"] != "none" and r["repair_tasks"] != repair[0]:
                 r["method"] = f"{r['method']} ({r['repair_tasks']} repair set)"
-    rank = lambda m: order.index(m.split(" ")[0]) if m.split(" ")[0] in order else len(order)  # noqa: E731
+    def rank(method: str) -> int:  # "scale-all-attn (spatial repair set)" sorts with scale-all-attn
+        base_method = method.split(" ")[0]
+        return order.index(base_method) if base_method in order else len(order)
+
     rows = sorted(rows, key=lambda r: (rank(r["method"]), r["method"], r["seed"]))
     methods = list(dict.fromkeys(r["method"] for r in rows))
 

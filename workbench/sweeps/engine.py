@@ -124,11 +124,11 @@ def run_chunk(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, engine:
     be = TorchHooksBackend(vlm)
     out = []
     items = probes.items[chunk.probe_start:chunk.probe_stop]
+    head_f, mlp_f = (factors, None) if spec.target == "heads" else (None, factors)
     for s in range(0, len(items), batch_size):
         check()
         batch = build_batch(vlm, probes, items[s:s + batch_size])
         clean = be.last_logits(batch.inputs).float()
-        head_f, mlp_f = (factors, None) if spec.target == "heads" else (None, factors)
         if engine == "packed":
             logits = packed_variant_logits(vlm, batch.inputs, head_f, mlp_f, chunk=packed_chunk)
         else:

@@ -90,29 +90,23 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     if progress:
         progress(0, len(pending))
 
-    def cancelled(done: int, detail: str = "") -> Cancelled:
-        return Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks{detail} (the store keeps them; rerun to resume)")
-
-    def check_stop(done: int) -> None:
+    def check_stop(done: int) -> None:  # between chunks; inside one, the executor raises ("chunk … abandoned")
         if done < len(pending) and should_stop is not None and should_stop():
-            raise cancelled(done)
+            raise Cancelled("")
 
-    check_stop(0)
-    results = (executor or LocalExecutor()).map(vlm, probes, spec, pending, engine=engine, should_stop=should_stop, **run_kwargs)
     done = 0
+    results = (executor or LocalExecutor()).map(vlm, probes, spec, pending, engine=engine, should_stop=should_stop, **run_kwargs)
     try:
-        while True:
-            try:
-                chunk, values = next(results)
-            except StopIteration:
-                break
-            except Cancelled as e:  # the executor gave up a chunk under way
-                raise cancelled(done, f"; {e}") from None
+        check_stop(0)
+        for chunk, values in results:
             store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
             done += 1
             if progress:
                 progress(done, len(pending))
             check_stop(done)
+    except Cancelled as e:
+        raise Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks{f'; {e}' if str(e) else ''} "
+                        "(the store keeps them; rerun to resume)") from None
     finally:
         results.close()  # an executor stops its remaining work (Ray kills its actors)
     frame = store.read(key)
