@@ -114,7 +114,8 @@ def export(ckpt: str, folder: str) -> int:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     out = Path(folder)
     from_checkpoint(state, out)
-    (out / "training.json").write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"]}, indent=1) + "\n")
+    (out / "training.json").write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
+                                                     **({"threads": state["threads"]} if state.get("threads") else {})}, indent=1) + "\n")
     print(f"{ckpt} (step {state['step']}) written to {out}")
     return 0
 

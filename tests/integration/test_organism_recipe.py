@@ -35,6 +35,7 @@ def test_a_few_steps_write_a_loadable_model_and_curve(tmp_path):
     assert vlm.site.shape == (2, 4) and vlm.site.n_kv_heads == 2
     saved = json.loads((tmp_path / "m1" / "training.json").read_text())
     assert saved["eval"] == s1["eval"] and set(saved["eval"]) >= {"relation", "verify", "color", "shape", "count", "exists"}
+    assert saved["threads"] == [torch.get_num_threads()], "a CPU run records its thread count (CPU sums depend on it)"
     s2 = train(OrganismConfig(**TINY), tmp_path / "m2", device="cpu", log=lambda m: None)
     def strip(curve):
         return [{k: v for k, v in point.items() if k != "seconds"} for point in curve]
@@ -90,6 +91,21 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     assert [p["loss"] for p in parts["curve"]] == [p["loss"] for p in whole["curve"]]
     with pytest.raises(WorkbenchError, match="belongs to another training config"):
         train(OrganismConfig(**{**TINY, "lr": 5e-4}), tmp_path / "other", device="cpu", log=lambda m: None, checkpoint=ckpt)
+
+
+@pytest.mark.slow
+def test_a_run_resumed_with_another_thread_count_records_both_and_says_so(tmp_path):
+    cfg, ckpt, logged, before = OrganismConfig(**TINY), tmp_path / "state.pt", [], torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert train(cfg, tmp_path / "m", device="cpu", log=logged.append, checkpoint=ckpt, stop_after=3) is None
+        assert torch.load(ckpt, weights_only=False)["threads"] == [1]
+        torch.set_num_threads(2)
+        summary = train(cfg, tmp_path / "m", device="cpu", log=logged.append, checkpoint=ckpt)
+    finally:
+        torch.set_num_threads(before)
+    assert summary["threads"] == [1, 2] and json.loads((tmp_path / "m" / "training.json").read_text())["threads"] == [1, 2]
+    assert any("CPU threads differ between installments ([1, 2])" in m for m in logged)
 
 
 def test_plant_refuses_a_model_without_spatial_heads(llava_folder, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from workbench.organism.card import _curves, _init, recipe_commands, stages
+from workbench.organism.card import _curves, _device, _init, recipe_commands, stages
 from workbench.organism.train import OrganismConfig, init_run
 
 
@@ -62,3 +62,18 @@ def test_the_card_retrains_a_staged_run_stage_by_stage_from_fresh_weights(tmp_pa
     ]
     # a single-stage run is retrained by its own command line
     assert recipe_commands(one, "x", "workbench organism train --out x --seed 0 --force") == "workbench organism train --out x --seed 0 --force"
+
+
+def test_the_card_pins_the_thread_count_a_cpu_stage_was_trained_with(tmp_path):
+    # CPU float sums depend on the thread count: a stage recorded with one count is retrained with it;
+    # one resumed under two counts (or trained on a GPU: none recorded) gets no pin
+    one = {"config": _config(steps=600), "step": 500, "curve": _curve(1.0, (250, 500)), "threads": [1]}
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "training.json").write_text(json.dumps(one))
+    two = {"config": _config(steps=300, init=str(tmp_path / "s1")), "curve": _curve(2.0, (150, 300)),
+           "init_run": init_run(str(tmp_path / "s1")), "threads": [1, 2], "device": "cpu"}
+    lines = recipe_commands(two, "out", "ignored").splitlines()
+    assert lines[0].startswith("OMP_NUM_THREADS=1 workbench organism train --out /tmp/stage1 ")
+    assert lines[2].startswith("workbench organism train --out out ")
+    assert _device(two) == "cpu (1/2 threads)" and _device({"device": "cuda"}) == "cuda"
+    assert recipe_commands(one, "x", "workbench organism train --out x") == "OMP_NUM_THREADS=1 workbench organism train --out x"

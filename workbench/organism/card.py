@@ -109,7 +109,7 @@ def recipe_commands(summary: dict, out: str, last_command: str) -> str:
 
     chain = stages(summary)
     if len(chain) == 1:
-        return last_command
+        return _threads_env(summary) + last_command
     lines = []
     for i, run in enumerate(chain, 1):
         c = run["config"]
@@ -120,15 +120,27 @@ def recipe_commands(summary: dict, out: str, last_command: str) -> str:
             lines.append(f"# stage {i} also sets {', '.join(f'{k}={c[k]}' for k in other)} (analyses/organism_retrain.py takes these)")
         init = [f"--init /tmp/stage{i - 1}"] if i > 1 else []
         end = run.get("step", c["steps"])
+        train = _threads_env(run) + "workbench organism train"
         if run is summary:
-            lines.append(" ".join(["workbench organism train", f"--out {out}", f"--seed {c['seed']}", *init, *flags, "--force"]))
+            lines.append(" ".join([train, f"--out {out}", f"--seed {c['seed']}", *init, *flags, "--force"]))
         elif end < c["steps"]:
-            lines.append(" ".join(["workbench organism train", f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags,
+            lines.append(" ".join([train, f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags,
                                    f"--checkpoint /tmp/stage{i}.ckpt", f"--stop-after {end}"]))
             lines.append(f"python analyses/organism_retrain.py export /tmp/stage{i}.ckpt /tmp/stage{i}")
         else:
-            lines.append(" ".join(["workbench organism train", f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags]))
+            lines.append(" ".join([train, f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags]))
     return "\n".join(lines)
+
+
+def _threads_env(run: dict) -> str:
+    """``OMP_NUM_THREADS=N `` for a CPU stage recorded with one thread count (CPU sums depend on it), else ``""``."""
+    threads = run.get("threads") or []
+    return f"OMP_NUM_THREADS={threads[0]} " if len(threads) == 1 else ""
+
+
+def _device(summary: dict) -> str:
+    threads = summary.get("threads") or []
+    return summary["device"] + (f" ({'/'.join(map(str, threads))} threads)" if threads else "")
 
 
 def _curves(summary: dict) -> str:
@@ -204,7 +216,7 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
   and color, shape, count, exists (control), half spatial.
 - Loss: cross-entropy of the answer word at the last position{_label_smoothing(c)}{_patch_loss(c)}{_where_loss(c)}. AdamW lr {c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
-  gradient-norm clipping 1.0. Trained on {summary['device']} in {summary['seconds'] / 60:.0f} minutes.{_temperature(summary)}{_init(summary)}
+  gradient-norm clipping 1.0. Trained on {_device(summary)} in {summary['seconds'] / 60:.0f} minutes.{_temperature(summary)}{_init(summary)}
 - Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
   scenes, each containing at least one held-out color–shape pair.
 
@@ -236,7 +248,8 @@ pairs (`fresh_probes(seed={c['seed']})`). The gap between the two columns is wha
 ```
 
 Runs on a GPU when one is present (`--device auto`), else on the CPU. Same seed, same machine type: same
-data, same initialisation, same batch order.
+data, same initialisation, same batch order; the same weights on a CPU only with the same thread count
+(`OMP_NUM_THREADS`, recorded in `training.json` as `threads`), since float sums depend on it.
 """
 
 

@@ -348,7 +348,7 @@ def init_run(init: str) -> dict | None:
     if f is None or not f.is_file():
         return None
     run = json.loads(f.read_text())
-    record = {k: run[k] for k in ("config", "step", "curve", "seconds", "init_sha256", "init_run", "temperature") if run.get(k) is not None}
+    record = {k: run[k] for k in ("config", "step", "curve", "seconds", "threads", "init_sha256", "init_run", "temperature") if run.get(k) is not None}
     if "step" not in record and run.get("curve"):  # a finished stage: its last logged step
         record["step"] = run["curve"][-1]["step"]
     return record
@@ -415,6 +415,8 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     g = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data.tasks), generator=g)
     pos, curve, running, start = 0, [], [], 1
+    # CPU float reductions depend on the thread count: recorded, so a same-seed rerun can match it bitwise
+    threads = [torch.get_num_threads()] if dev.type == "cpu" else []
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if OrganismConfig(**state["config"]) != cfg:  # a field added since fills in with its default
@@ -430,7 +432,11 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
         torch.set_rng_state(state["torch_rng"])
         order, pos, curve, start = state["order"], state["pos"], state["curve"], state["step"] + 1
         t0 -= state["seconds"]
+        threads = sorted(set(state.get("threads") or []) | set(threads))
         log(f"resumed from {checkpoint} at step {state['step']}")
+        if len(threads) > 1:
+            log(f"note: CPU threads differ between installments ({threads}); float sums depend on the thread count, "
+                f"so this run is not bitwise the uninterrupted one (set OMP_NUM_THREADS to match)")
     for step in range(start, cfg.steps + 1):
         if pos + cfg.batch > len(order):
             order, pos = torch.randperm(len(data.tasks), generator=g), 0
@@ -467,7 +473,7 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
                                               "readout": readout.state_dict() if readout else None,
                                               "where": where.state_dict() if where else None,
                                               "opt": opt.state_dict(), "sched": sched.state_dict(), "g": g.get_state(),
-                                              "torch_rng": torch.get_rng_state(), "order": order, "pos": pos, "curve": curve,
+                                              "torch_rng": torch.get_rng_state(), "order": order, "pos": pos, "curve": curve, "threads": threads,
                                               "seconds": point["seconds"]})
             if stop_after is not None and step >= stop_after and step < cfg.steps:
                 log(f"stopped at step {step}; resume with the same checkpoint")
@@ -484,7 +490,7 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     save_llava_folder(model, out, tokenizer)
     final = evaluate(model, eval_data, torch.device("cpu"))
     summary = {"config": asdict(cfg), "init_sha256": init_fingerprint(cfg.init), "init_run": init_run(cfg.init), "device": str(dev),
-               "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve, "temperature": temperature,
+               **({"threads": threads} if threads else {}), "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve, "temperature": temperature,
                "parameters": sum(p.numel() for p in model.parameters())}
     (out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
