@@ -67,7 +67,7 @@ def build_pool(args: argparse.Namespace) -> None:
 
 
 def table(folders: list[str]) -> int:
-    from workbench.organism.card import stages
+    from workbench.organism.card import recipe
 
     runs = {Path(f).name: json.loads((Path(f) / "training.json").read_text()) for f in folders}
     tasks = list(next(iter(runs.values()))["eval"])
@@ -79,9 +79,8 @@ def table(folders: list[str]) -> int:
         gap = max(vals) - min(vals)
         worst = max(worst, gap)
         print(f"{t:10s} " + " ".join(f"{v:9.1f}" for v in vals) + f" {gap:9.1f}")
-    # the same recipe: every setting but the folder a stage started from (its weights are the earlier stage's own result)
-    configs = {json.dumps([{k: v for k, v in run["config"].items() if k != "init"} for run in stages(r)], sort_keys=True)
-               for r in runs.values()}
+    # the same recipe: every stage's every setting but the folder it started from (the earlier stage's own result)
+    configs = {json.dumps(recipe(r), sort_keys=True) for r in runs.values()}
     print(f"same config: {len(configs) == 1}; largest gap {worst:.1f} points; "
           f"{'within' if worst <= 2.0 else 'NOT within'} 2 points")
     return 0 if worst <= 2.0 and len(configs) == 1 else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from workbench.organism.card import _curves, _device, _init, recipe_commands, stages
+from workbench.organism.card import _curves, _device, _init, recipe, recipe_commands, stages
 from workbench.organism.train import OrganismConfig, init_run
 
 
@@ -77,3 +77,17 @@ def test_the_card_pins_the_thread_count_a_cpu_stage_was_trained_with(tmp_path):
     assert lines[2].startswith("workbench organism train --out out ")
     assert _device(two) == "cpu (1/2 threads)" and _device({"device": "cuda"}) == "cuda"
     assert recipe_commands(one, "x", "workbench organism train --out x") == "OMP_NUM_THREADS=1 workbench organism train --out x"
+
+
+def test_a_recipe_ignores_init_folders_and_fills_fields_added_since_with_their_defaults(tmp_path):
+    old = _config(steps=600)
+    del old["label_smoothing"], old["where_loss"]  # a stage recorded before these fields existed
+    for name, config in (("a", old), ("b", _config(steps=600))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "training.json").write_text(json.dumps({"config": config, "step": 500, "curve": []}))
+    a = {"config": _config(steps=300, init=str(tmp_path / "a")), "init_run": init_run(str(tmp_path / "a"))}
+    b = {"config": _config(steps=300, init=str(tmp_path / "b")), "init_run": init_run(str(tmp_path / "b"))}
+    assert recipe(a) == recipe(b) and len(recipe(a)) == 2 and "init" not in recipe(a)[1]
+    assert recipe(a)[0]["label_smoothing"] == 0.0
+    b["config"]["lr"] = 3e-4  # another setting in any stage is another recipe
+    assert recipe(a) != recipe(b)

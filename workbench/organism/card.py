@@ -88,6 +88,17 @@ def stages(summary: dict) -> list[dict]:
     return chain
 
 
+def recipe(summary: dict) -> list[dict]:
+    """A (staged) run's recipe: every stage's config, first stage first, without the folder it started from
+    (an earlier stage's own result, kept anywhere) and with the fields added since a stage was recorded filled
+    in by their defaults (as a resumed checkpoint's are). Two runs of one recipe have equal recipes."""
+    from dataclasses import asdict
+
+    from workbench.organism.train import OrganismConfig
+
+    return [{k: v for k, v in asdict(OrganismConfig(**run["config"])).items() if k != "init"} for run in stages(summary)]
+
+
 def _stage_settings(c: dict) -> str:
     extra = [f"{name} {c[key]}" for key, name in (("patch_loss", "patch loss"), ("where_loss", "where loss"),
                                                   ("label_smoothing", "label smoothing")) if c.get(key)]
