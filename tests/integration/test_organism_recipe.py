@@ -117,6 +117,31 @@ def test_plant_refuses_a_model_without_spatial_heads(llava_folder, tmp_path):
     assert not (tmp_path / "deficit").exists()
 
 
+@pytest.mark.slow
+def test_plant_writes_nothing_that_misses_the_held_out_targets_and_records_what_it_wrote(llava_folder, tmp_path):
+    """With the selection margins waived, 4+ heads of a random model qualify on the selection set, but they
+    cannot cost 25 held-out spatial points: refused, nothing written. With the held-out check waived too the
+    folder is written, and the held-out scores in planted.json are those of the written model."""
+    from workbench.evaluation import score
+    from workbench.models.load import load_vlm
+    from workbench.organism.card import deficit_card
+    from workbench.organism.deficit import plant, read_planted
+    from workbench.organism.train import eval_probes
+
+    loose = dict(n_select=48, log=lambda m: None, factors=(0.1,), control_budget=1.0, min_drop=-1.0)
+    with pytest.raises(WorkbenchError, match=r"miss the held-out targets: spatial drops -?\d+\.\d points \(needs ≥ 25\)"):
+        plant(llava_folder, tmp_path / "deficit", **loose)
+    assert not (tmp_path / "deficit").exists() and not (tmp_path / ".deficit.tmp").exists()
+    record = plant(llava_folder, tmp_path / "deficit", **loose, targets=(-1.0, 1.0))
+    assert read_planted(tmp_path / "deficit") == json.loads(json.dumps(record)) and len(record["heads"]) >= 4
+    ev = eval_probes()
+    a, d = (score(load_vlm(m, attn_implementation="eager"), ev) for m in (llava_folder, tmp_path / "deficit"))
+    assert record["held_out"] == {"intact": pytest.approx(a.by_task()), "deficit": pytest.approx(d.by_task())}
+    said = "checked on the held-out set before the folder was written"
+    assert said in deficit_card(a, d, record)
+    assert said not in deficit_card(a, d, {k: v for k, v in record.items() if k != "held_out"})  # older records
+
+
 def test_vectorised_encoding_equals_the_processor_and_refuses_a_mismatch(llava_vlm, probes32, small_probes):
     from workbench.organism.data import encode
 

@@ -274,6 +274,13 @@ def _deficit_targets(a: dict[str, float], d: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
+def _held_out_check(record: dict) -> str:
+    if "held_out" not in record:  # planted before the check existed
+        return ""
+    return (" The targets below were checked on the held-out set before the folder was written (a check that only "
+            "refuses, never chooses heads).")
+
+
 def deficit_card(intact: Scores, deficit: Scores, record: dict) -> str:
     return f"""# The organism with a planted spatial deficit
 
@@ -286,7 +293,7 @@ drops spatial accuracy most while every control task stays within {100 * record.
 drop it by {100 * max(record.get('min_drop', 0.30), 0.30):.0f} points, or 8 heads are chosen (heads are redundant: single-head effects alone
 overstate what a set does). The factor is the strongest
 of 0.1, 0.2, 0.3 that reaches this. Selection set: spatial {100 * record['selection']['intact']['spatial']:.1f}% →
-{100 * record['selection']['deficit']['spatial']:.1f}%.
+{100 * record['selection']['deficit']['spatial']:.1f}%.{_held_out_check(record)}
 
 **Which heads, and the factor, are recorded in `planted.json`: the ground truth for tests and analyses.
 Discovery and training code never read it; if you are evaluating a discovery method, don't peek.**

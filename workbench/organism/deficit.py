@@ -6,8 +6,14 @@ layer) on a selection set drawn from the training distribution, then grow a head
 the next head is the one whose addition drops spatial accuracy most *in combination* while every
 control task stays within 2 points (heads are redundant, so single-head effects mislead). The
 ``o_proj`` columns of the chosen 4–8 heads are multiplied by f (weight surgery on a copy); f is
-the strongest of {0.1, 0.2, 0.3} that reaches a 30-point spatial drop on the selection set
-(the target on the held-out set is 25, with controls within 3).
+the strongest of {0.1, 0.2, 0.3} that reaches a 30-point spatial drop on the selection set.
+
+The targets hold on the fixed held-out set: spatial down by at least 25 points, every control task
+within 3. The selection works with margins below them (30 points; 2, not 3: a control task has about
+60 held-out items, so one item is 1.6 points), and the result is checked on the held-out set before
+anything is written — a check that only refuses, never chooses, so the held-out set stays out of the
+selection. (Budgeting the controls at 3 points on the selection set let a replant of the
+same-seed retrained organism through with `exists` 6.5 points down on the held-out set.)
 
 The heads and factor are written to ``planted.json`` in the deficit folder. That file is the
 ground truth for tests and analyses only; discovery and training code never read it.
@@ -26,12 +32,13 @@ from workbench.errors import WorkbenchError
 from workbench.evaluation import score
 from workbench.interventions.core import HeadScale
 from workbench.models.load import load_vlm
-from workbench.organism.train import OrganismConfig
+from workbench.organism.train import OrganismConfig, eval_probes
 from workbench.probes.generate import generate
 from workbench.probes.probeset import ProbeSet
 
 PLANTED_FILE = "planted.json"
 CONTROL = ("color", "shape", "count", "exists")
+TARGETS = (0.25, 0.03)  # held-out: the least spatial drop, the largest drop of any control task (issue 4)
 
 
 def selection_probes(seed: int = 0, n: int = 600) -> ProbeSet:
@@ -42,6 +49,18 @@ def selection_probes(seed: int = 0, n: int = 600) -> ProbeSet:
 
 def control_drop(base: dict[str, float], other: dict[str, float]) -> float:
     return max(base[t] - other[t] for t in CONTROL if t in base)
+
+
+def missed_targets(intact: dict[str, float], deficit: dict[str, float], targets: tuple[float, float] = TARGETS) -> str | None:
+    """What a deficit misses of ``targets`` (least spatial drop, largest control-task drop; accuracies as
+    fractions, per task), in words, or None when it meets both."""
+    least_drop, budget = targets
+    missed = []
+    if (drop := intact["spatial"] - deficit["spatial"]) < least_drop:
+        missed.append(f"spatial drops {100 * drop:.1f} points (needs ≥ {100 * least_drop:.0f})")
+    missed += [f"{t} drops {100 * (intact[t] - deficit[t]):.1f} points (allowed {100 * budget:.0f})"
+               for t in CONTROL if t in intact and intact[t] - deficit[t] > budget + 1e-6]
+    return "; ".join(missed) or None
 
 
 def head_effects(vlm, probes: ProbeSet, alpha: float = 0.0, log: Callable[[str], None] = print,
@@ -98,12 +117,14 @@ def greedy_heads(vlm, probes: ProbeSet, factor: float, spatial: torch.Tensor, ba
 
 
 def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = print, n_select: int = 800,
-          factors: tuple[float, ...] = (0.1, 0.2, 0.3), control_budget: float = 0.03, min_drop: float = 0.30) -> dict:
+          factors: tuple[float, ...] = (0.1, 0.2, 0.3), control_budget: float = 0.02, min_drop: float = 0.30,
+          targets: tuple[float, float] | None = TARGETS) -> dict:
     """Choose the heads and factor, write the deficit model folder and its planted.json; return the record.
 
     Nothing is written unless at least 4 heads drop spatial accuracy on the selection set by
-    ``min_drop`` with every control task within ``control_budget``. The factors are tried strongest
-    first (redundant heads need it); the first that qualifies is kept."""
+    ``min_drop`` with every control task within ``control_budget``, and the result meets ``targets``
+    on the fixed held-out set (:func:`missed_targets`; None skips that check). The factors are tried
+    strongest first (redundant heads need it); the first that qualifies on the selection set is kept."""
     vlm = load_vlm(intact, attn_implementation="eager")
     sel = selection_probes(seed, n_select)
     chosen, best_seen = None, 0.0
@@ -120,7 +141,16 @@ def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = p
         raise WorkbenchError(f"no set of 4–8 heads and factor in {list(factors)} drops spatial accuracy by {min_drop:.2f} with controls "
                              f"within {control_budget:.2f} (best: {best_seen:.2f})", "lower --min-drop, or train a less redundant organism")
     heads, factor, sel_acc = chosen
+    if targets:  # scored before the surgery, which is in place
+        held_out = eval_probes()
+        held_intact = score(vlm, held_out, backend="torch").by_task()
     _surgery(vlm.model, vlm.site, heads, factor)
+    if targets:
+        held_deficit = score(vlm, held_out, backend="torch").by_task()
+        if problem := missed_targets(held_intact, held_deficit, targets):
+            raise WorkbenchError(f"{[tuple(h) for h in heads]} × {factor} meet the selection set's margins but miss the held-out "
+                                 f"targets: {problem}; nothing written",
+                                 "plant with a tighter --control-budget (e.g. 0.01) or other selection probes (--seed 1)")
     tmp = out.with_name(f".{out.name}.tmp")  # built aside, then swapped in: never a half-written model folder
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -129,6 +159,7 @@ def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = p
     record = {"heads": [list(h) for h in heads], "factor": factor, "selection_seed": seed, "selection_probes": n_select,
               "control_budget": control_budget, "min_drop": min_drop,
               "selection": {"intact": base, "deficit": sel_acc},
+              **({"held_out": {"intact": held_intact, "deficit": held_deficit}} if targets else {}),
               "head_spatial_drop": spatial.tolist(), "head_control_drop": control.tolist()}
     (tmp / PLANTED_FILE).write_text(json.dumps(record, indent=1) + "\n")
     if out.exists():
