@@ -16,3 +16,4 @@ POOL=/tmp/org/pool
 [ -f $R/stage3/model.safetensors ] || \
   $W organism train --out $R/stage3 --seed 0 --init $R/stage2 --steps 1000 --lr 0.0003 --warmup 50 --where-loss 1.0 --label-smoothing 0.3 --confidence 0.999 --checkpoint $R/stage3.ckpt --pool $POOL --device cpu
 .venv/bin/python analyses/organism_retrain.py table assets/models/organism $R/stage3
+[ -f $R/stage3-deficit/planted.json ] || $W organism plant --intact $R/stage3 --out $R/stage3-deficit
