@@ -1,12 +1,13 @@
 #!/bin/bash
 # Same-seed retraining of the shipped organism's three stages (the model card's Retrain commands, on CPU),
-# resumable across sessions: every stage checkpoints every 250 steps under /work/retrain and a rerun of
+# resumable across sessions: every stage checkpoints every 250 steps under $RETRAIN_DIR (default /work/retrain) and a rerun of
 # this script continues where the last one stopped (resumed runs give the same weights, by test).
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/../../.."   # the repository root
 W=.venv/bin/workbench
-R=/work/retrain
-POOL=/tmp/org/pool
+R=${RETRAIN_DIR:-/work/retrain}   # where the stages and checkpoints go
+POOL=${POOL:-/tmp/org/pool}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}   # the thread count these runs recorded (CPU float sums depend on it)
 [ -f $POOL/meta.pt ] || .venv/bin/python analyses/organism_retrain.py pool --dir $POOL --n-train 500000 --data pool --patch 16 --grid 16 --object-size 14
 [ -f $R/stage1/model.safetensors ] || {
   $W organism train --out $R/stage1.tmp --seed 0 --checkpoint $R/stage1.ckpt --stop-after 5250 --pool $POOL --device cpu
