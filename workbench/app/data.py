@@ -4,6 +4,9 @@ Every page is a thin layer over these functions, and so are the tests and the la
 (``analyses/bench_app.py``). They read what sweeps and training jobs left in the store:
 
 - :func:`catalog`: every sweep (model, probe set, spec, completeness) — the explorer's choices;
+- :func:`catalog_problems`: one line per store entry the listings skip (a garbage manifest, a stray file, a
+  broken probe set, scale vector or head set), for the pages to show: one bad entry never breaks a page;
+- :func:`sweep_message`: the one line to show instead of a sweep that cannot be read (a corrupt chunk);
 - :func:`sweep_data`: one complete sweep as ``values [probe, alpha, layer, head]`` plus labels, cached
   per process (a complete sweep never changes under its key);
 - :func:`matrix`: the ``[layer, head]`` mean effect at one α, over all probes or one relation, with a
@@ -46,7 +49,8 @@ def site_label(layer: int, head: int) -> str:
 
 # ---------------------------------------------------------------- sweeps
 def catalog(root: str | Path) -> list[dict]:
-    """One row per stored sweep, newest first: key, model, probes, alphas, metric, positions, target, complete."""
+    """One row per readable stored sweep, newest first: key, model, probes, alphas, metric, positions, target, complete
+    (a sweep with a chunk whose footer does not identify it as its own is not complete)."""
     rows = []
     for e in EffectStore(root).ls():
         m, s = e.manifest, e.manifest["spec"]
@@ -56,7 +60,25 @@ def catalog(root: str | Path) -> list[dict]:
                      "created": m.get("created", 0.0), "shape": m["shape"],
                      "label": f"{m['model']} · {m['probes']} ({m['n_probes']}) · {s['metric']} · {s['target']}@{s['positions']} · "
                               f"α {', '.join(f'{a:g}' for a in s['alphas'])} · {e.key[:8]}"})
-    return sorted(rows, key=lambda r: -r["created"])
+    return sorted(rows, key=lambda r: -float(r["created"]) if isinstance(r["created"], (int, float)) else 0.0)
+
+
+def catalog_problems(root: str | Path) -> list[str]:
+    """One line per entry of the store that the app's listings skip, each ending in "run `workbench store fsck`":
+    unreadable entries, and sweeps left out as incomplete because some of their chunks cannot be used."""
+    entries, problems = EffectStore(root).scan()
+    unusable = [f"sweep {e.key[:12]}…: {len(e.problems)} of its chunks cannot be used, e.g. {e.problems[0]} (run `workbench store fsck`)"
+                for e in entries if e.problems]
+    return [p.notice(root) for p in problems + Library(root).problems()] + unusable
+
+
+def sweep_message(root: str | Path, key: str) -> str | None:
+    """None when sweep ``key`` reads; else the one line that says why not (a corrupt chunk, a broken manifest)."""
+    try:
+        sweep_data(root, key)
+    except WorkbenchError as e:
+        return str(e)
+    return None
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: one object per cached sweep
@@ -209,32 +231,31 @@ def prefetch_head_pages(root: str | Path, manifest: dict) -> None:
 
 
 # ---------------------------------------------------------------- scale vectors
-def vectors(root: str | Path) -> list[dict]:
-    """Saved scale vectors (``<store>/scales``), newest first, with their evaluation where the job recorded one."""
-    import json
+def _obj(d, name: str) -> dict:
+    """``d[name]`` when it is a JSON object, else ``{}``: a vector's optional records never break its listing."""
+    v = d.get(name) if isinstance(d, dict) else None
+    return v if isinstance(v, dict) else {}
 
+
+def vectors(root: str | Path) -> list[dict]:
+    """Saved scale vectors (``<store>/scales``) whose metadata reads, newest first, with their evaluation where the job
+    recorded one (:func:`catalog_problems` names the others)."""
     rows = []
-    for js in (Path(root) / "scales").glob("*.json"):
-        st = js.with_suffix(".safetensors")
-        if not st.is_file():
-            continue
-        try:
-            meta = json.loads(js.read_text())
-        except json.JSONDecodeError:
-            continue
-        ev = (meta.get("metrics") or {}).get("eval") or {}
-        rows.append({"name": js.stem, "path": str(st), "model": meta.get("model", ""), "mode": meta.get("mode", ""),
+    for name, meta, st in Library(root).scale_vectors():
+        metrics = _obj(meta, "metrics")
+        ev = _obj(metrics, "eval")
+        rows.append({"name": name, "path": str(st), "model": str(meta.get("model", "")), "mode": str(meta.get("mode", "")),
                      "s_max": meta.get("s_max"), "positions": meta.get("positions", ""), "layers": meta.get("layers"), "heads": meta.get("heads"),
-                     "n_params": (meta.get("metrics") or {}).get("n_params"), "best_epoch": (meta.get("metrics") or {}).get("best_epoch"),
-                     "before": ev.get("before", {}), "after": ev.get("after", {}), "eval_probes": ev.get("probes", ""),
+                     "n_params": metrics.get("n_params"), "best_epoch": metrics.get("best_epoch"),
+                     "before": _obj(ev, "before"), "after": _obj(ev, "after"), "eval_probes": ev.get("probes", ""),
                      "mtime": st.stat().st_mtime})
     return sorted(rows, key=lambda r: -r["mtime"])
 
 
 def vector_matrix(root: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(effective attention scales ``[layer, head]``, MLP scales ``[layer]``) of a saved vector."""
+    from workbench.app.exports import store_file  # (exports imports this module: imported here, when used)
     from workbench.scale.vector import ScaleVector
 
-    path = Path(root) / "scales" / f"{name}.safetensors"
-    vec = ScaleVector.load(path)
+    vec = ScaleVector.load(store_file(root, "scales", name, ".safetensors", "vector"))  # a name from the browser: kept inside the store
     return vec.attn.numpy(), vec.mlp.numpy()

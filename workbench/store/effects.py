@@ -1,24 +1,43 @@
-"""The effect store: sweep results cached on disk, content-addressed, crash-safe, checksummed.
+"""The effect store: sweep results cached on disk, content-addressed, crash-safe, self-identifying.
 
 Layout under the store root::
 
-    sweeps/<key>/manifest.json        what was asked: model, probe set, spec, expected chunks
+    sweeps/<key>/manifest.json        what was asked: model, probe set, spec, chunk sizes, the planned chunk names
     sweeps/<key>/<chunk>.parquet      one chunk's effects in long form:
                                       layer, head, alpha, probe_id, task, relation, value
+                                      chunk = L<layer_start>-<layer_stop>_P<probe_start>-<probe_stop>
+    quarantine/…                      what `workbench store fsck --fix` moved out of the way (never read)
 
 The **key** is the sha256 of (model fingerprint, probe-set content hash, sweep spec with the
 metric version): the same request always maps to the same folder, so a repeated sweep is answered
 from disk without loading the model, and any change to the model's weights, the probes, or the
 definition of a metric gives a new key rather than a stale answer.
 
+**Every chunk knows what it is.** Its parquet metadata holds
+
+- ``workbench.sha256``: the sha256 of its values (recomputed on every full read);
+- ``workbench.chunk``: its identity — the sweep key, the chunk name, its layer and probe ranges, the
+  sha256 of the spec and its row count;
+- ``workbench.manifest``: a copy of the sweep's manifest, so a lost or broken ``manifest.json`` can be
+  restored from any chunk (``workbench store fsck --fix``, or the next run of the same sweep).
+
+:meth:`EffectStore.read_chunk` checks all of it against the place it is read from: a valid chunk
+copied over another chunk's file, or into another sweep's folder, is refused with one line
+(:class:`CorruptChunk`), like a chunk whose values fail their checksum. A chunk written before
+chunks carried an identity cannot be verified, and is refused the same way. A refused chunk is
+treated as missing: the next run recomputes it. :meth:`EffectStore.ls` reads only the chunks'
+footers (identity, not values), so listing stays cheap; full reads check the values too.
+
 **Crash safety.** Each file is written to a temporary name in the same folder and renamed into
 place (an atomic step on POSIX): a killed sweep leaves whole chunks or none, and a rerun computes
-only the missing ones. Two sweeps writing the same chunk produce the same bytes, so the last
-rename wins harmlessly; different sweeps never share files.
+only the missing ones. The manifest is *created* exclusively (a hard link, which fails when the
+name exists): of two sweeps of one request started at once with different chunk sizes, the first
+manifest wins and both compute its chunks, so neither leaves chunks outside the plan.
 
-**Checksums.** Every chunk carries, in its parquet metadata, the sha256 of its values; reading
-recomputes it. A corrupt chunk is reported with its path and never used: :meth:`EffectStore.missing`
-treats it as absent, so the next run recomputes it.
+**One bad entry never hides the rest.** :meth:`EffectStore.scan` returns the sweeps it can read and
+a :class:`~workbench.store.problems.Problem` for each entry it cannot (a garbage or incomplete
+manifest, a plain file in ``sweeps/``, a folder whose manifest is lost); :mod:`workbench.store.fsck`
+lists every problem and repairs them.
 """
 
 from __future__ import annotations
@@ -26,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable
@@ -35,19 +55,69 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workbench.errors import WorkbenchError
-from workbench.fileio import atomic_write
+from workbench.fileio import atomic_create, atomic_write
+from workbench.store.problems import FSCK, Problem
 
 COLUMNS = ("layer", "head", "alpha", "probe_id", "task", "relation", "value")
-STORE_VERSION = 1
+STORE_VERSION = 1  # part of every key
+CHUNK_FORMAT = 2  # chunk metadata: 1 = checksum only, 2 = checksum + identity + manifest copy
+META_SHA, META_CHUNK, META_MANIFEST = b"workbench.sha256", b"workbench.chunk", b"workbench.manifest"
+RANGES = ("layer_start", "layer_stop", "probe_start", "probe_stop")
+MANIFEST_FIELDS = {"model": str, "model_fingerprint": str, "probes": str, "probeset_hash": str, "n_probes": int, "shape": list,
+                   "spec": dict, "chunks": list}
+SPEC_FIELDS = {"alphas": list, "metric": str, "positions": str, "target": str}
+RECOMPUTE = "it will be recomputed on the next run"
+_CHUNK_NAME = re.compile(r"L(\d+)-(\d+)_P(\d+)-(\d+)")
 
 
 def sweep_key(model_fingerprint: str, probeset_hash: str, spec: dict) -> str:
     blob = json.dumps({"model": model_fingerprint, "probes": probeset_hash, "spec": spec, "store": STORE_VERSION},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def spec_digest(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def chunk_ranges(name: str) -> dict[str, int | None]:
+    """``L000-008_P000000-000064`` → its layer and probe ranges (all None for a name outside that pattern)."""
+    m = _CHUNK_NAME.fullmatch(name)
+    return dict(zip(RANGES, map(int, m.groups()) if m else [None] * 4))
+
+
+def expected_rows(manifest: dict, name: str) -> int | None:
+    """Rows a chunk of this name holds in this sweep: α × layers × heads × probes (None when the name has no ranges)."""
+    r = chunk_ranges(name)
+    if r["layer_start"] is None:
+        return None
+    heads = manifest["shape"][1] if manifest["spec"]["target"] == "heads" else 1
+    return len(manifest["spec"]["alphas"]) * (r["layer_stop"] - r["layer_start"]) * heads * (r["probe_stop"] - r["probe_start"])
+
+
+def manifest_problem(key: str, m) -> str | None:
+    """Why ``m`` cannot be the manifest of sweep ``key``, in a few words (None when it can)."""
+    if not isinstance(m, dict):
+        return "is not a JSON object"
+    spec = m.get("spec") if isinstance(m.get("spec"), dict) else {}
+    missing = [f for f in MANIFEST_FIELDS if f not in m] + [f"spec.{f}" for f in SPEC_FIELDS if "spec" in m and f not in spec]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    wrong = [f for f, t in MANIFEST_FIELDS.items() if not isinstance(m[f], t)] + \
+            [f"spec.{f}" for f, t in SPEC_FIELDS.items() if not isinstance(spec[f], t)]
+    if not wrong:
+        wrong = [f for f, ok in (("shape", len(m["shape"]) == 2 and all(isinstance(x, int) for x in m["shape"])),
+                                 ("chunks", all(isinstance(c, str) for c in m["chunks"])),
+                                 ("spec.alphas", all(isinstance(a, (int, float)) for a in spec["alphas"]))) if not ok]
+    if wrong:
+        return f"has a malformed {', '.join(wrong)}"
+    if m.get("key", key) != key:
+        return f"names sweep {str(m['key'])[:12]}…, not the one of its folder"
+    return None
 
 
 def _values_digest(table: pa.Table) -> str:
@@ -59,20 +129,108 @@ def _values_digest(table: pa.Table) -> str:
     return h.hexdigest()
 
 
+def identity_problem(meta: dict, key: str, name: str, manifest: dict | None) -> str | None:
+    """Why a chunk whose parquet metadata is ``meta`` cannot be chunk ``name`` of sweep ``key`` (None when it can).
+    Reads only the footer: ``manifest`` (when known) adds the spec and row-count checks."""
+    raw = meta.get(META_CHUNK)
+    if raw is None and META_SHA not in meta:
+        return "fails its checksum (it carries no workbench metadata at all)"
+    if raw is None:
+        return "has no identity metadata (written by an older workbench), so it cannot be verified"
+    try:
+        ident = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        ident = None
+    if not isinstance(ident, dict):
+        return "has unreadable identity metadata"
+    if ident.get("format") != CHUNK_FORMAT:
+        return f"has identity format {ident.get('format')!r}; this workbench reads {CHUNK_FORMAT}"
+    if ident.get("key") != key:
+        return f"belongs to sweep {str(ident.get('key'))[:12]}…, not {key[:12]}…"
+    if ident.get("name") != name:
+        return f"holds chunk {ident.get('name')}, not {name}"
+    if any(ident.get(f) != v for f, v in chunk_ranges(name).items()):
+        return f"records ranges {[ident.get(f) for f in RANGES]} that differ from its name's"
+    if manifest is not None:
+        if ident.get("spec_sha256") != spec_digest(manifest["spec"]):
+            return "was computed for another spec than its manifest's"
+        want = expected_rows(manifest, name)
+        if want is not None and ident.get("rows") != want:
+            return f"records {ident.get('rows')} rows where its place in the sweep holds {want}"
+    return None
+
+
+def content_problem(table: pa.Table, name: str) -> str | None:
+    """Why a fully read chunk's values cannot be chunk ``name`` (None when they can): rows, checksum, ranges."""
+    meta = table.schema.metadata or {}
+    ident = json.loads(meta[META_CHUNK])
+    if table.num_rows != ident["rows"]:
+        return f"holds {table.num_rows} rows, its metadata says {ident['rows']}"
+    if missing := [c for c in COLUMNS if c not in table.column_names]:
+        return f"lacks column(s) {', '.join(missing)}"
+    if meta.get(META_SHA, b"").decode() != _values_digest(table):
+        return "fails its checksum"
+    r = chunk_ranges(name)
+    if r["layer_start"] is not None and table.num_rows:
+        low, high = pc.min_max(table.column("layer")).values()
+        if low.as_py() < r["layer_start"] or high.as_py() >= r["layer_stop"]:
+            return f"holds layers {low.as_py()}–{high.as_py()}, outside its range"
+        if len(pc.unique(table.column("probe_id"))) != r["probe_stop"] - r["probe_start"]:
+            return "holds another number of probes than its range"
+    return None
+
+
 class CorruptChunk(WorkbenchError):
-    pass
+    """A chunk file that cannot be used where it lies: unreadable, failing its checksum, written for another place in
+    the store, or too old to carry an identity. Treated as missing: the next run recomputes it."""
 
 
 @dataclass(frozen=True)
 class SweepEntry:
     key: str
     manifest: dict
-    done: int
+    done: int  # chunks of the plan present whose footer identifies them as theirs
     expected: int
+    problems: tuple[str, ...] = ()  # one line per chunk that is there but cannot be used
 
     @property
     def complete(self) -> bool:
         return self.done == self.expected
+
+
+@dataclass(frozen=True)
+class GcReport:
+    removed: tuple[str, ...]  # paths removed
+    reasons: tuple[str, ...]  # why, one line per removed path
+    kept: tuple[str, ...]  # what was kept although something is wrong with it, and why
+
+
+_FOOTERS: dict[tuple, dict] = {}  # (path, size, mtime_ns, inode) → identity metadata: `ls` re-reads a footer only after a change
+
+
+def _footer(path: Path) -> dict:
+    st = path.stat()
+    sig = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if sig not in _FOOTERS:
+        if len(_FOOTERS) > 100_000:
+            _FOOTERS.clear()
+        meta = pq.read_schema(path).metadata or {}
+        _FOOTERS[sig] = {k: v for k, v in meta.items() if k in (META_SHA, META_CHUNK)}
+    return _FOOTERS[sig]
+
+
+def check_chunk(path: Path, key: str, name: str, manifest: dict | None, full: bool = True) -> tuple[pa.Table | None, str | None]:
+    """(the table when ``full``, why it cannot be chunk ``name`` of sweep ``key``, or None)."""
+    try:
+        if not full:
+            return None, identity_problem(_footer(path), key, name, manifest)
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        return None, "is missing"
+    except (OSError, pa.ArrowException) as e:
+        return None, f"is unreadable ({type(e).__name__})"
+    problem = identity_problem(table.schema.metadata or {}, key, name, manifest) or content_problem(table, name)
+    return table, problem
 
 
 class EffectStore:
@@ -85,26 +243,49 @@ class EffectStore:
 
     # ------------------------------------------------------------ manifests
     def ensure(self, key: str, manifest: dict) -> None:
-        """Create the sweep's folder and manifest (idempotent: an existing manifest is kept)."""
+        """Create the sweep's folder and manifest, unless one is there. The first writer wins (see the module
+        docstring); a folder whose manifest was lost gets back the copy its chunks carry, so a rerun reuses them."""
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "manifest.json"
-        if not path.is_file():
-            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps({**manifest, "key": key, "created": time.time()},
-                                                                             indent=1, sort_keys=True)))
+        if path.is_file():
+            return
+        restored = self.restorable_manifest(key)
+        content = restored[0] if restored else {**manifest, "key": key, "created": time.time()}
+        atomic_create(path, lambda tmp: Path(tmp).write_text(json.dumps(content, indent=1, sort_keys=True)))
 
     def manifest(self, key: str) -> dict:
         path = self.folder(key) / "manifest.json"
         try:
-            return json.loads(path.read_text())
+            m = json.loads(path.read_bytes().decode())
         except FileNotFoundError:
             raise WorkbenchError(f"no sweep {key[:12]}… in {self.root}", "list sweeps with `workbench store ls`") from None
-        except json.JSONDecodeError as e:
-            raise WorkbenchError(f"{path} is corrupt ({e.msg})", f"remove the sweep with `workbench store rm {key[:12]}`") from e
+        except (ValueError, UnicodeDecodeError) as e:
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+            raise WorkbenchError(f"{path} is corrupt: it is not valid JSON ({why})", f"{FSCK} --fix (it restores it from the chunks)") from e
+        if problem := manifest_problem(key, m):
+            raise WorkbenchError(f"{path} is corrupt: it {problem}", f"{FSCK} --fix (it restores it from the chunks)")
+        return m
+
+    def restorable_manifest(self, key: str) -> tuple[dict, Path] | None:
+        """(the manifest copy, the chunk it came from) from the first chunk of ``key`` that verifies and carries a copy
+        that is a valid manifest of exactly this sweep (it hashes to ``key``); None when no chunk does."""
+        for path in sorted(self.folder(key).glob("*.parquet")):
+            table, problem = check_chunk(path, key, path.stem, None)
+            if problem or table is None:
+                continue
+            try:
+                m = json.loads((table.schema.metadata or {})[META_MANIFEST])
+            except (KeyError, ValueError, UnicodeDecodeError):
+                continue
+            if manifest_problem(key, m) is None and m.get("key") == key \
+                    and sweep_key(m["model_fingerprint"], m["probeset_hash"], m["spec"]) == key:
+                return m, path
+        return None
 
     def resolve(self, prefix: str) -> str:
         """A full key from a unique prefix."""
-        hits = [p.name for p in (self.root / "sweeps").iterdir() if p.name.startswith(prefix)] if prefix else []
+        hits = [p.name for p in (self.root / "sweeps").iterdir() if p.is_dir() and p.name.startswith(prefix)] if prefix else []
         if len(hits) != 1:
             raise WorkbenchError(f"{'no' if not hits else len(hits)} sweeps match {prefix!r} in {self.root}",
                                  "give more of the key (see `workbench store ls`)")
@@ -112,79 +293,114 @@ class EffectStore:
 
     # ------------------------------------------------------------ chunks
     def write_chunk(self, key: str, name: str, frame: pd.DataFrame) -> Path:
+        """Write chunk ``name`` of sweep ``key`` (whose manifest must exist) with its checksum, identity and a copy of
+        the manifest in the parquet metadata."""
+        manifest = self.manifest(key)
         table = pa.Table.from_pandas(frame[list(COLUMNS)], preserve_index=False)
-        table = table.replace_schema_metadata({b"workbench.sha256": _values_digest(table).encode()})
+        identity = {"format": CHUNK_FORMAT, "key": key, "name": name, **chunk_ranges(name), "spec_sha256": spec_digest(manifest["spec"]),
+                    "rows": table.num_rows}
+        table = table.replace_schema_metadata({META_SHA: _values_digest(table).encode(), META_CHUNK: json.dumps(identity).encode(),
+                                               META_MANIFEST: json.dumps(manifest, sort_keys=True).encode()})
         path = self.folder(key) / f"{name}.parquet"
         atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
-    def read_chunk(self, key: str, name: str) -> pd.DataFrame:
+    def _read_checked(self, key: str, name: str, manifest: dict | None) -> pd.DataFrame:
         path = self.folder(key) / f"{name}.parquet"
-        try:
-            table = pq.read_table(path)
-            stored = (table.schema.metadata or {}).get(b"workbench.sha256", b"").decode()
-            ok = stored == _values_digest(table)
-        except (OSError, pa.ArrowException, KeyError) as e:
-            raise CorruptChunk(f"chunk {path} is unreadable ({type(e).__name__})", "it will be recomputed on the next run") from e
-        if not ok:
-            raise CorruptChunk(f"chunk {path} fails its checksum", "it will be recomputed on the next run")
+        table, problem = check_chunk(path, key, name, manifest)
+        if problem:
+            raise CorruptChunk(f"chunk {path} {problem}", RECOMPUTE)
         return table.to_pandas()
+
+    def read_chunk(self, key: str, name: str) -> pd.DataFrame:
+        """Chunk ``name`` of sweep ``key``, verified: values, identity, ranges, spec and rows (:class:`CorruptChunk` if not)."""
+        return self._read_checked(key, name, self.manifest(key))
 
     def chunk_names(self, key: str) -> list[str]:
         return sorted(p.stem for p in self.folder(key).glob("*.parquet"))
 
-    def missing(self, key: str, names: Iterable[str]) -> tuple[list[str], list[str]]:
-        """(names to compute, corrupt chunk reports): a chunk is present only if it reads and checks."""
+    def _missing(self, key: str, names: Iterable[str]) -> tuple[list[str], list[CorruptChunk]]:
         todo, corrupt = [], []
         have = set(self.chunk_names(key))
+        manifest = self.manifest(key)
         for name in names:
             if name not in have:
                 todo.append(name)
                 continue
             try:
-                self.read_chunk(key, name)
+                self._read_checked(key, name, manifest)
             except CorruptChunk as e:
-                corrupt.append(str(e))
+                corrupt.append(e)
                 todo.append(name)
         return todo, corrupt
+
+    def missing(self, key: str, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(names to compute, corrupt chunk reports): a chunk is present only if it reads and checks."""
+        todo, corrupt = self._missing(key, names)
+        return todo, [str(e) for e in corrupt]
 
     def read(self, key: str) -> pd.DataFrame:
         """All chunks of a complete sweep, verified, as one long-form frame."""
         manifest = self.manifest(key)
-        todo, corrupt = self.missing(key, manifest["chunks"])
+        todo, corrupt = self._missing(key, manifest["chunks"])
         if corrupt:
-            raise CorruptChunk(corrupt[0], "run the sweep again to recompute it")
+            raise CorruptChunk(corrupt[0].problem, "run the sweep again to recompute it, or `workbench store fsck --fix`")
         if todo:
             raise WorkbenchError(f"sweep {key[:12]}… is incomplete ({len(todo)} of {len(manifest['chunks'])} chunks missing)",
                                  "run the same sweep again to finish it")
-        return pd.concat([self.read_chunk(key, n) for n in manifest["chunks"]], ignore_index=True)
+        return pd.concat([self._read_checked(key, n, manifest) for n in manifest["chunks"]], ignore_index=True)
+
+    # ------------------------------------------------------------ listing
+    def entry(self, key: str) -> SweepEntry:
+        """One sweep's completeness from its manifest and its chunks' footers (WorkbenchError for a bad manifest)."""
+        m = self.manifest(key)
+        have, done, problems = set(self.chunk_names(key)), 0, []
+        for name in m["chunks"]:
+            if name in have:
+                path = self.folder(key) / f"{name}.parquet"
+                problem = check_chunk(path, key, name, m, full=False)[1]
+                if problem is None:
+                    done += 1
+                else:
+                    problems.append(f"chunk {path} {problem}")
+        return SweepEntry(key, m, done, len(m["chunks"]), tuple(problems))
+
+    def scan(self) -> tuple[list[SweepEntry], list[Problem]]:
+        """(every sweep that can be listed, a problem for each entry of ``sweeps/`` that cannot): one bad entry never
+        hides the rest. Cheap: manifests and chunk footers only (``workbench store fsck`` checks everything)."""
+        entries, problems = [], []
+        for folder in sorted((self.root / "sweeps").iterdir()):
+            if not folder.is_dir():
+                problems.append(Problem(folder, "is not a sweep folder", "move it to quarantine/", "quarantine"))
+                continue
+            path = folder / "manifest.json"
+            if not path.is_file():
+                n = len(list(folder.glob("*.parquet")))
+                if n:
+                    problems.append(Problem(folder, f"{n} chunks but no manifest", "restore the manifest from its chunks", "restore"))
+                continue  # an empty folder: a sweep being created, or one for gc
+            try:
+                entries.append(self.entry(folder.name))
+            except WorkbenchError as e:
+                problems.append(Problem(path, e.problem.removeprefix(f"{path} "), "restore it from the chunks", "restore"))
+        return entries, problems
+
+    def ls(self) -> list[SweepEntry]:
+        """Every sweep that can be listed (:meth:`scan` names the entries that cannot)."""
+        return self.scan()[0]
 
     # ------------------------------------------------------------ housekeeping
-    def ls(self) -> list[SweepEntry]:
-        out = []
-        for folder in sorted((self.root / "sweeps").iterdir()):
-            if not (folder / "manifest.json").is_file():
-                continue
-            m = self.manifest(folder.name)
-            done = len(set(m["chunks"]) & set(self.chunk_names(folder.name)))
-            out.append(SweepEntry(folder.name, m, done, len(m["chunks"])))
-        return out
-
     def rm(self, key: str) -> None:
         shutil.rmtree(self.folder(key))
 
+    def collect(self, older_than_s: float = 3600.0) -> GcReport:
+        """Remove what no run can use — stale temporary files, empty folders, chunks that fail their checks, orphan
+        chunks outside their manifest's plan — once older than ``older_than_s``. Keep everything a rerun can use,
+        above all chunks whose manifest is lost or broken, and say so (see :func:`workbench.store.fsck.collect`)."""
+        from workbench.store.fsck import collect
+
+        return collect(self.root, older_than_s)
+
     def gc(self, older_than_s: float = 3600.0) -> list[str]:
-        """Remove temporary files older than ``older_than_s`` (left by killed writers) and folders without
-        a manifest; returns what was removed. Complete and resumable sweeps are kept."""
-        removed = []
-        now = time.time()
-        for folder in (self.root / "sweeps").iterdir():
-            if not (folder / "manifest.json").is_file() and now - folder.stat().st_mtime > older_than_s:
-                shutil.rmtree(folder)
-                removed.append(str(folder))
-                continue
-            for tmp in folder.glob(".*.tmp"):
-                if now - tmp.stat().st_mtime > older_than_s:
-                    tmp.unlink(missing_ok=True)
-                    removed.append(str(tmp))
-        return removed
+        """The paths :meth:`collect` removed."""
+        return list(self.collect(older_than_s).removed)

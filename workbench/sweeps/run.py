@@ -1,7 +1,8 @@
 """Run a sweep through the store: compute only the missing chunks, then read the whole result.
 
 ``sweep(vlm, probes, spec, store)`` keys the request (model fingerprint, probe-set hash, spec),
-writes the manifest, computes each chunk the store lacks (or holds corrupt), writes it atomically,
+writes the manifest, computes each chunk the store lacks (or holds corrupt, misplaced, or too old to
+verify: see :mod:`workbench.store.effects`), writes it atomically,
 and returns a :class:`SweepResult` read back from the store — so an interrupted sweep resumes at
 the first missing chunk and gives exactly what an uninterrupted one gives.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.errors import Cancelled
+from workbench.errors import Cancelled, WorkbenchError
 from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
 from workbench.store.effects import EffectStore, sweep_key
@@ -74,14 +75,23 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     says yes, :class:`~workbench.errors.Cancelled` is raised with every finished chunk already stored
     (a chunk under way is abandoned), so the same call later resumes there.
     ``executor`` computes the missing chunks (default: :class:`~workbench.sweeps.executors.LocalExecutor`,
-    in this process); whichever it is, this function alone writes the store, one chunk at a time."""
+    in this process); whichever it is, this function alone writes the store, one chunk at a time.
+
+    An empty probe set is refused before anything is written (a sweep of nothing would leave a manifest that
+    plans no chunks)."""
+    if len(probes) == 0:
+        raise WorkbenchError(f"probe set {probes.name!r} has no probes, so there is nothing to sweep",
+                             "check the probe set folder and --split (a split or filter may have left no probe)")
     key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
     store.ensure(key, {"model": vlm.name, "model_fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
                        "shape": list(vlm.site.shape), "probes": probes.name, "probeset_hash": probes.hash, "n_probes": len(probes),
                        "spec": spec.to_json(), "layers_per_chunk": layers_per_chunk, "probes_per_chunk": probes_per_chunk,
                        "chunks": [c.name for c in plan_chunks(vlm.site.n_layers, len(probes), layers_per_chunk, probes_per_chunk)]})
     manifest = store.manifest(key)  # an earlier run's chunking wins, so chunks line up
-    chunks = plan_chunks(vlm.site.n_layers, len(probes), manifest["layers_per_chunk"], manifest["probes_per_chunk"])
+    sizes = manifest.get("layers_per_chunk"), manifest.get("probes_per_chunk")
+    if not all(isinstance(n, int) and n > 0 for n in sizes):
+        raise WorkbenchError(f"the manifest of sweep {key[:12]}… in {store.root} lacks its chunk sizes", "run `workbench store fsck --fix`")
+    chunks = plan_chunks(vlm.site.n_layers, len(probes), *sizes)
     todo, corrupt = store.missing(key, [c.name for c in chunks])
     for report in corrupt:
         log(f"warning: {report}")

@@ -16,6 +16,7 @@ from dash import Input, Output, callback, dash_table, dcc, html
 from workbench.app import data, ids
 from workbench.app.components import field, heatmap
 from workbench.app.settings import current
+from workbench.errors import WorkbenchError
 
 dash.register_page(__name__, path="/compare", name="Compare", order=3)
 C = ids.compare
@@ -28,11 +29,14 @@ def items() -> list[dict]:
 
 
 def layout(**_):
+    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
+
     options = items()
     by_kind = [[o["value"] for o in options if o["value"].startswith(k)] for k in ("vector:", "sweep:")]
     first = next((v[:2] for v in by_kind if len(v) >= 2), [o["value"] for o in options[:2]])  # two of one kind: a difference map
     return html.Div([
         html.H2("Compare scale vectors and sweeps"),
+        store_notice(C),
         field("Items (two or more)", dcc.Dropdown(id=C.items, options=options, value=first, multi=True)),
         html.Div(id=C.message, className="field-error", role="alert"),
         html.Div(id=C.heatmaps, className="grid"),
@@ -47,6 +51,8 @@ def _matrix(item: str, saved: dict[str, dict]) -> tuple[np.ndarray, str, str, di
     kind, name = item.split(":", 1)
     root = current().store
     if kind == "vector":
+        if name not in saved:
+            raise WorkbenchError(f"no saved vector named {name!r}", "choose one from the list")
         attn, mlp = data.vector_matrix(root, name)
         v = saved[name]
         pct = lambda x: "" if x is None else f"{100 * x:.1f}%"  # noqa: E731
@@ -70,7 +76,10 @@ def draw(selected):
     if len(selected) < 2:
         return [], [], [], "Choose at least two items to compare."
     saved = {v["name"]: v for v in data.vectors(current().store)}
-    mats = [_matrix(s, saved) for s in selected]
+    try:
+        mats = [_matrix(s, saved) for s in selected]
+    except WorkbenchError as e:  # a sweep with a corrupt chunk, a vector broken since the page loaded: one line, not a 500
+        return [], [], [], str(e)
     figs = [dcc.Graph(figure=heatmap(v, title, zmid=1.0 if kind == "vector" else 0.0), config={"displaylogo": False})
             for v, title, kind, _ in mats]
     (a, ta, ka, _), (b, tb, kb, _) = mats[0], mats[1]

@@ -3,6 +3,10 @@
 Choices narrow each other: model → probe set → intervention (target and positions) → metric pick a
 sweep; α and relation pick the matrix within it. The choices are re-read from the store every few
 seconds, so a sweep that finishes elsewhere appears without a reload.
+
+A store entry that cannot be read (a garbage manifest, a broken probe set or vector) is left out of the
+choices and named in a notice at the top (:func:`store_notice`, shared by the other pages); a sweep whose
+chunks fail their checks gets its one-line message in place of the heatmap.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html,
 from workbench.app import data, ids
 from workbench.app.components import empty_figure, field, heatmap, relation_options
 from workbench.app.settings import current
+from workbench.errors import WorkbenchError
 
 dash.register_page(__name__, path="/", name="Explorer", order=0)
 E = ids.explorer
@@ -45,9 +50,18 @@ def resolve(rows: list[dict], chosen: dict) -> tuple[dict, dict]:
     return options, values
 
 
+def store_notice(page) -> html.Div:
+    """One line per store entry the listings skip, each saying to run `workbench store fsck` (empty when none)."""
+    lines = data.catalog_problems(current().store)
+    return html.Div([html.P(f"{len(lines)} store entries cannot be read and are left out:")] + [html.P(line, className="mono")
+                                                                                                   for line in lines] if lines else [],
+                    id=page.problems, className="notice" if lines else "")
+
+
 def layout(**_):
     return html.Div([
         html.H2("Which heads carry spatial relations?"),
+        store_notice(E),
         html.Div(id=E.empty, className="notice"),
         html.Div([
             field("Model", dcc.Dropdown(id=E.model, clearable=False)),
@@ -86,7 +100,10 @@ def choose(rows, *values):
 
 @callback(Output(E.relation, "options"), Output(E.relation, "value"), Input(E.key, "data"), State(E.relation, "value"))
 def relations(key, value):
-    options = relation_options(data.sweep_data(current().store, key).relations if key else ())
+    try:
+        options = relation_options(data.sweep_data(current().store, key).relations if key else ())
+    except WorkbenchError:  # the heatmap says why
+        options = relation_options(())
     return options, value if value in {o["value"] for o in options} else data.ALL
 
 
@@ -95,8 +112,12 @@ def relations(key, value):
 def draw(key, alpha, relation):
     if not key or alpha is None:
         return empty_figure("no sweep selected"), ""
-    sd = data.sweep_data(current().store, key)
-    m = data.matrix(current().store, key, alpha, relation or data.ALL)
+    try:
+        sd = data.sweep_data(current().store, key)
+        m = data.matrix(current().store, key, alpha, relation or data.ALL)
+    except WorkbenchError as e:  # a chunk that fails its checks, a manifest broken since the catalog was read
+        return empty_figure("this sweep cannot be shown (see the message above the heatmap)"), html.Span(str(e), className="field-error",
+                                                                                                           role="alert")
     rel = "all probes" if m.relation == data.ALL else f"relation {m.relation}"
     title = f"mean Δ{m.metric} when one head is scaled to α = {alpha:g} ({rel}, n = {m.n_probes})"
     info = [html.Span(f"sweep {key[:12]}", className="mono"), " · ", sd.manifest["model"], " · ", f"{sd.manifest['probes']}",

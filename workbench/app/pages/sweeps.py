@@ -33,8 +33,11 @@ def probe_options() -> list[dict]:
 
 def layout(**_):
     s = current()
+    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
+
     return html.Div([
         html.H2("Run a sweep"),
+        store_notice(S),
         html.Div([
             field("Model", dcc.Dropdown(id=S.model, **KEEP, options=known_models(), value=s.model, clearable=False), S.model_error),
             field("or a model folder / hub id", dcc.Input(id=S.model_path, **KEEP, type="text", placeholder="/path/to/llava-folder",

@@ -31,9 +31,12 @@ def layout(**_):
 
     saved = [{"label": f"{name} ({len(hs.heads)} heads)", "value": ", ".join(f"L{a}H{b}" for a, b in hs.heads)}
              for name, hs in saved_headsets(current().store)]
+    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
+
     runs = JobRegistry(current().store).list("train")  # newest first: coming back shows the run that was being watched
     return html.Div([
         html.H2("Train a ScAle vector"),
+        store_notice(T),
         html.Div([
             field("Model", dcc.Dropdown(id=T.model, **KEEP, options=known_models(), value=str(DEFICIT_MODEL), clearable=False), T.model_error),
             field("Vector name", dcc.Input(id=T.name, **KEEP, type="text", value="fix", className="text"), T.name_error),
