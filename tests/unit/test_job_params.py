@@ -8,11 +8,12 @@ from workbench.jobs.params import DEFAULT_PROBES, FieldError, parse_alphas, pars
 
 
 def test_alphas_parse_and_keep_order():
-    assert parse_alphas("0, .5,2, 2") == (0.0, 0.5, 2.0)
+    assert parse_alphas("0, .5,2") == (0.0, 0.5, 2.0)
     assert parse_alphas("1.5;0") == (1.5, 0.0)
 
 
-@pytest.mark.parametrize("text, message", [("", "no α values"), ("0, x", "'x' is not a number"), ("nan", "not a finite number")])
+@pytest.mark.parametrize("text, message", [("", "no α values"), ("0, x", "'x' is not a number"), ("nan", "not a finite number"),
+                                           ("0, .5,2, 2", "α 2 is given twice")])
 def test_bad_alphas_name_the_field(text, message):
     with pytest.raises(FieldError, match=message) as e:
         parse_alphas(text)

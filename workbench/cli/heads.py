@@ -21,13 +21,16 @@ def export(sweep: str = typer.Option(..., "--sweep", help="Key (or unique prefix
            out: Path = typer.Option(..., "--out", help="File to write: .json or .csv."),
            k: int = typer.Option(8, "--k", help="How many heads."),
            alpha: float = typer.Option(0.0, "--alpha", help="Which α of the sweep ranks the heads."),
-           store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder.")) -> None:
+           store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder."),
+           force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
     """Rank heads by how much scaling them to α lowers the metric (mean over the sweep's probes) and save the top k."""
     import torch
 
     from workbench.discovery.headsets import top_heads
     from workbench.store.effects import EffectStore
 
+    if out.exists() and not force:
+        raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
     st = EffectStore(store)
     key = st.resolve(sweep)
     m = st.manifest(key)

@@ -44,6 +44,7 @@ def train_cmd(
     from dataclasses import replace
 
     from workbench.cli._common import progress_bar
+    from workbench.models.devices import check_device
     from workbench.organism.train import OrganismConfig, pick_device, train
 
     given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "warmup": warmup, "patch_loss": patch_loss, "where_loss": where_loss,
@@ -52,7 +53,7 @@ def train_cmd(
     cfg = replace(OrganismConfig(seed=seed), **{k: v for k, v in given.items() if v is not None})
     if cfg.steps <= 0 or cfg.batch <= 0 or cfg.n_train < cfg.batch:
         raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch", "e.g. --steps 4000 --batch 256")
-    pick_device(device)
+    pick_device(device if device == "auto" else check_device(device))
     if out.exists() and not force:
         raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
     tmp = out.with_name(f".{out.name}.training")

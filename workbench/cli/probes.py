@@ -12,7 +12,7 @@ from workbench.cli._common import console, friendly, parse_list, progress_bar
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write
 from workbench.probes.contact import contact_sheet
-from workbench.probes.generate import ProbeConfig, generate
+from workbench.probes.generate import MAX_CANVAS, MAX_PROBES, ProbeConfig, generate
 from workbench.probes.loaders import LOADERS
 from workbench.probes.probeset import ProbeSet
 
@@ -48,9 +48,9 @@ def _summary(ps: ProbeSet) -> None:
 @friendly
 def make(
     out: Path = typer.Option(..., "--out", help="Folder to write the probe set to (must not exist unless --force)."),
-    n: int = typer.Option(2000, "--n", help="Number of probes (train + test)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
-    canvas: int = typer.Option(64, "--canvas", help="Image side in pixels."),
+    n: int = typer.Option(2000, "--n", help=f"Number of probes (train + test), at most {MAX_PROBES:,}."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (0 or more); the same seed gives byte-identical files."),
+    canvas: int = typer.Option(64, "--canvas", help=f"Image side in pixels (16 or more, at most {MAX_CANVAS:,})."),
     object_size: int = typer.Option(0, "--object-size", help="Object side in pixels (0: 22% of the canvas)."),
     grid: int = typer.Option(0, "--grid", help="Snap object centers to cells of this many pixels, one object a cell (0: free placement)."),
     tasks: str = typer.Option(None, "--tasks", help="Comma-separated tasks (default all): relation, verify, color, shape, count, exists."),
@@ -68,7 +68,7 @@ def make(
                       tasks=parse_list(tasks, "tasks") or base.tasks, relations=parse_list(relations, "relations") or base.relations,
                       colors=parse_list(colors, "colors") or base.colors, shapes=parse_list(shapes, "shapes") or base.shapes,
                       test_fraction=test_fraction, split_by=split_by, heldout=heldout)
-    cfg.validate()  # fail before any work or any file
+    cfg.validate()  # sizes, names and geometry: fail before any work or any file
     if out.exists() and not force:
         raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
     with progress_bar("rendering scenes", cfg.n) as advance:

@@ -67,9 +67,11 @@ def train_cmd(
 ) -> None:
     """Train a scale vector on a frozen model and save it (safetensors + JSON metadata)."""
     from workbench.discovery.headsets import HeadSet
+    from workbench.models.devices import check_device
     from workbench.models.load import load_vlm
     from workbench.scale.train import TrainConfig, train_scales
 
+    device = check_device(device)
     cfg = TrainConfig(mode=mode, positions=positions, s_max=s_max, lr=lr, epochs=epochs, batch=batch, accum=accum, l2=l2,
                       patience=patience, seed=seed, schedule=schedule)
     target = vector_path(out, store)
@@ -156,15 +158,27 @@ def _spatial_ci(scores) -> str:
     return f"{100 * float(low[0]):.1f}–{100 * float(high[0]):.1f}"
 
 
+def refuse_overwrite(paths, force: bool) -> None:
+    """``probes make``'s rule for every file a command writes: an existing file stays unless ``--force``."""
+    for p in paths:
+        if Path(p).exists() and not force:
+            raise WorkbenchError(f"{p} already exists", "choose another name or pass --force to replace it")
+
+
+FORCE = typer.Option(False, "--force", help="Replace files that already exist.")
+
+
 @app.command("export")
 @friendly
 def export_cmd(vector: str = typer.Argument(..., help="Vector name or path."),
                npy: Path = typer.Option(..., "--npy", help="Folder for eff_attn.npy and eff_mlp.npy (ScAle reference format)."),
                suffix: str = typer.Option("", "--suffix", help="File name suffix, e.g. _seed0."),
-               store: Path = typer.Option(DEFAULT_STORE, "--store")) -> None:
+               store: Path = typer.Option(DEFAULT_STORE, "--store"),
+               force: bool = FORCE) -> None:
     """Write a vector as the ScAle reference code's .npy arrays."""
     from workbench.scale.vector import ScaleVector
 
+    refuse_overwrite([npy / f"eff_attn{suffix}.npy", npy / f"eff_mlp{suffix}.npy"], force)
     paths = ScaleVector.load(vector_path(vector, store)).to_npy(npy, suffix)
     console.print("wrote " + ", ".join(f"[green]{p}[/]" for p in paths))
 
@@ -176,15 +190,19 @@ def import_cmd(out: str = typer.Option(..., "--out", help="Vector name (kept in 
                mlp: Path = typer.Option(None, "--mlp", help="eff_mlp*.npy [layers]."),
                model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="The model the arrays were trained on."),
                positions: str = typer.Option("last", "--positions"),
-               store: Path = typer.Option(DEFAULT_STORE, "--store")) -> None:
+               store: Path = typer.Option(DEFAULT_STORE, "--store"),
+               force: bool = FORCE) -> None:
     """Read the ScAle reference code's .npy arrays into a vector bound to --model."""
     from workbench.models.load import load_vlm
-    from workbench.scale.vector import ScaleVector
+    from workbench.scale.vector import ScaleVector, read_npy, vector_files
 
     if attn is None and mlp is None:
         raise WorkbenchError("nothing to import", "pass --attn and/or --mlp")
+    target = vector_path(out, store)
+    refuse_overwrite(vector_files(target), force)
+    for p in filter(None, (attn, mlp)):
+        read_npy(p)  # dtype and format need no model: refuse before loading one (the shape is checked against it)
     vlm = load_vlm(model, attn_implementation="eager")
     vec = ScaleVector.from_npy(attn, mlp, model=vlm.name, model_fingerprint=vlm.fingerprint, shape=vlm.site.shape, positions=positions)
-    target = vector_path(out, store)
     vec.save(target)
     console.print(f"wrote [green]{target}[/]")

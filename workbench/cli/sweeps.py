@@ -18,6 +18,7 @@ store_app = typer.Typer(help="List, inspect, remove and clean cached sweeps.", n
 
 
 def _alphas(text: str) -> tuple[float, ...]:
+    """"0,0.5,2" → (0.0, 0.5, 2.0); which values a sweep accepts (finite, distinct) is :class:`SweepSpec`'s rule."""
     try:
         return tuple(float(a) for a in parse_list(text, "alpha"))
     except ValueError:
@@ -66,16 +67,22 @@ def sweep_cmd(
     ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-worker", help="GPUs per Ray actor (use with --device cuda)."),
 ) -> None:
     """Per-head (or per-MLP) effect matrices (alpha × layer × head), cached in the store; reruns resume."""
-    from workbench.models.load import load_vlm
+    from workbench.models.devices import check_device
+    from workbench.models.load import load_vlm, resolve_dtype
     from workbench.probes.probeset import ProbeSet
     from workbench.store.effects import EffectStore
-    from workbench.sweeps.engine import SweepSpec, resolve_engine
+    from workbench.sweeps.engine import SweepSpec, check_chunk_sizes, check_engine, resolve_engine
     from workbench.sweeps.executors import make_executor
     from workbench.sweeps.run import sweep
 
     if intervention != "scale":
         raise WorkbenchError(f"unknown intervention {intervention!r}", "use --intervention scale (α = 0 ablates)")
+    # everything that needs no model is checked before loading one (a load takes seconds to minutes)
     spec = SweepSpec(alphas=_alphas(alpha), positions=positions, metric=metric, target=target)
+    check_engine(engine)
+    check_chunk_sizes(layers_per_chunk, probes_per_chunk)
+    device = check_device(device)
+    resolve_dtype(dtype)
     runner = make_executor(executor, workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus,
                            load_kwargs={"device": device, "dtype": dtype})
     ps = ProbeSet.load(probes)
@@ -100,15 +107,24 @@ def sweep_cmd(
 @store_app.command("ls")
 @friendly
 def ls(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder.")) -> None:
-    """Every cached sweep: key, model, probes, spec and completeness."""
+    """Every cached sweep: key, model, probes, spec and completeness; then one line per entry that cannot be listed."""
     from workbench.store.effects import EffectStore
 
+    entries, problems = EffectStore(store).scan()
     t = Table("key", "model", "probes", "alphas", "metric", "positions", "target", "chunks", title=str(store))
-    for e in EffectStore(store).ls():
+    for e in entries:
         s = e.manifest["spec"]
+        state = "" if e.complete else f" ({len(e.problems)} unusable)" if e.problems else " (resumable)"
         t.add_row(e.key[:12], e.manifest["model"], f"{e.manifest['probes']} ({e.manifest['n_probes']})", ",".join(map(str, s["alphas"])),
-                  s["metric"], s["positions"], s["target"], f"{e.done}/{e.expected}" + ("" if e.complete else " (resumable)"))
+                  s["metric"], s["positions"], s["target"], f"{e.done}/{e.expected}{state}")
     console.print(t)
+    lines = [p.notice(store) for p in problems]
+    for e in entries:  # a sweep of old-format chunks would give a line per chunk: three, then a count
+        lines += [f"{line} (run `workbench store fsck`)" for line in e.problems[:3]]
+        if len(e.problems) > 3:
+            lines.append(f"… and {len(e.problems) - 3} more chunks of sweep {e.key[:12]} that cannot be used")
+    for line in lines:
+        console.print(f"problem: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
 @store_app.command("show")
@@ -122,7 +138,7 @@ def show(key: str = typer.Argument(..., help="A sweep key or unique prefix."),
     full = st.resolve(key)
     m = st.manifest(full)
     for k in ("key", "model", "model_fingerprint", "family", "probes", "probeset_hash", "n_probes"):
-        console.print(f"[bold]{k}[/]: {m[k]}")
+        console.print(f"[bold]{k}[/]: {m.get(k, '')}")
     console.print(f"[bold]spec[/]: {m['spec']}")
     console.print(_top_table(st.read(full), f"top sites of {full[:12]}"))
 
@@ -144,8 +160,49 @@ def rm(key: str = typer.Argument(..., help="A sweep key or unique prefix."),
 @friendly
 def gc(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder."),
        older_than: float = typer.Option(3600, "--older-than", help="Seconds: only leftovers older than this.")) -> None:
-    """Remove temporary files left by killed writers and folders without a manifest."""
+    """Remove what no run can use: stale temporary files, empty folders, chunks that fail their checks, chunks outside
+    their manifest's plan. Never chunks a rerun can use: a sweep whose manifest is lost is kept, and gc says so."""
     from workbench.store.effects import EffectStore
 
-    removed = EffectStore(store).gc(older_than)
-    console.print(f"removed {len(removed)} leftover(s)" + "".join(f"\n  {r}" for r in removed))
+    report = EffectStore(store).collect(older_than)
+    console.print(f"removed {len(report.removed)} leftover(s)" + "".join(f"\n  {r}" for r in report.reasons),
+                  highlight=False, markup=False, soft_wrap=True)
+    for line in report.kept:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@store_app.command("fsck")
+@friendly
+def fsck_cmd(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder."),
+             fix: bool = typer.Option(False, "--fix", help="Do what each line says (restore, remove, quarantine)."),
+             older_than: float = typer.Option(3600, "--older-than", help="Seconds: temporary files younger than this "
+                                                                         "belong to writers at work and are left alone.")) -> None:
+    """Check every file of the store and list each problem with what fixing it does; --fix does it.
+
+    Checks every manifest, every chunk in full (checksum, and that it is the chunk of its name and sweep),
+    probe-set headers and content, scale vectors, head sets and attention caches. Fixes: restore a lost or
+    broken manifest from the copy its chunks carry; remove a corrupt, unverifiable or orphan chunk (the next
+    run recomputes it), stale temporary files and empty folders; move files it cannot read to quarantine/.
+
+    Exit status: 0 when the store is clean (or --fix repaired every problem), 1 when problems were found and
+    not fixed, 2 on a usage error."""
+    from workbench.store.fsck import fsck, repair
+
+    if not Path(store).is_dir():
+        raise WorkbenchError(f"store {store} does not exist", "pass --store with an existing effect store folder")
+    problems = fsck(store, older_than)
+    if not problems:
+        console.print(f"{store}: no problems", highlight=False, markup=False)
+        return
+    for p in problems:
+        console.print(p.line(store), highlight=False, markup=False, soft_wrap=True)
+    if not fix:
+        console.print(f"{len(problems)} problems found; `workbench store fsck --fix` repairs them", highlight=False, markup=False)
+        raise typer.Exit(1)
+    for line in repair(store, problems):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    left = fsck(store, older_than)
+    console.print(f"fixed {len(problems) - len(left)} problems" + (f"; {len(left)} remain" if left else ""), highlight=False,
+                  markup=False)
+    if left:
+        raise typer.Exit(1)

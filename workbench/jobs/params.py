@@ -15,9 +15,13 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 from workbench.interventions.core import POSITIONS
 from workbench.metrics import METRICS
+from workbench.models.devices import check_device
+from workbench.probes.generate import MAX_PROBES
+from workbench.probes.probeset import ProbeSet
 from workbench.scale.vector import MODES
+from workbench.sweeps.spec import TARGETS, SweepSpec
 
-TARGETS = ("heads", "mlp")  # = workbench.sweeps.engine.TARGETS, not imported: the engine pulls in the model loader
+MAX_ATTENTION_PROBES = 1024  # attention maps kept per sweep (each is [layer, head, patch] floats)
 DEFAULT_PROBES = "default"  # the seeded spatial probes of the organism's held-out set
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEAD = re.compile(r"^(?:L(\d+)H(\d+)|(\d+):(\d+))$", re.IGNORECASE)
@@ -30,20 +34,24 @@ class FieldError(WorkbenchError):
 
 
 def parse_alphas(text: str) -> tuple[float, ...]:
-    """"0, 0.5,2" → (0.0, 0.5, 2.0); duplicates dropped, order kept."""
+    """"0, 0.5,2" → (0.0, 0.5, 2.0), in the order typed.
+
+    Which values make a sweep (finite, each once) is :class:`~workbench.sweeps.spec.SweepSpec`'s rule,
+    the same for the CLI and the Python API; here it comes back as the field's message (a repeated α
+    is refused, not silently dropped, so what runs is what was typed)."""
     parts = [p.strip() for p in str(text or "").replace(";", ",").split(",") if p.strip()]
     if not parts:
         raise FieldError("alphas", "no α values given", "type e.g. 0, 0.5, 2")
     out: list[float] = []
     for p in parts:
         try:
-            value = float(p)
+            out.append(float(p))
         except ValueError:
             raise FieldError("alphas", f"{p!r} is not a number", "type comma-separated numbers, e.g. 0, 0.5, 2") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise FieldError("alphas", f"{p!r} is not a finite number", "type e.g. 0, 0.5, 2")
-        if value not in out:
-            out.append(value)
+    try:
+        SweepSpec(alphas=tuple(out))
+    except WorkbenchError as e:
+        raise FieldError("alphas", e.problem, "type each finite factor once, e.g. 0, 0.5, 2") from None
     return tuple(out)
 
 
@@ -65,19 +73,37 @@ def parse_heads(text: str) -> list[list[int]]:
 
 
 def _model(model: str) -> str:
+    """A model folder (it must hold config.json: any other server directory is refused) or a hub id."""
     model = str(model or "").strip()
     if not model:
         raise FieldError("model", "no model given", "choose the organism or type a model folder / hub id")
-    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise FieldError("model", f"{model} has no config.json", "choose a Hugging Face model folder or type a hub id")
+    elif model.startswith(("/", ".", "~")):
         raise FieldError("model", f"model folder {model} does not exist", "check the path")
     return model
 
 
 def _probes(probes: str) -> str:
+    """The default set, or a folder that loads as a probe set (files present, hash intact): the sweep job copies
+    it into the store, so nothing else may pass."""
     probes = str(probes or "").strip() or DEFAULT_PROBES
-    if probes != DEFAULT_PROBES and not (Path(probes).expanduser() / "probeset.json").is_file():
-        raise FieldError("probes", f"{probes} is not a probe set folder", "make one with `workbench probes make`, or use the default")
+    if probes != DEFAULT_PROBES:
+        try:
+            ProbeSet.load(Path(probes).expanduser())
+        except WorkbenchError as e:
+            raise FieldError("probes", f"{probes} is not a readable probe set ({e.problem})",
+                             "make one with `workbench probes make`, or use the default") from None
     return probes
+
+
+def _device(device: str) -> str:
+    try:
+        return check_device(device)
+    except WorkbenchError as e:
+        raise FieldError("device", e.problem, "choose cpu, or cuda on a machine with a GPU") from None
 
 
 def _choice(field: str, value: str, choices: tuple[str, ...]) -> str:
@@ -92,9 +118,14 @@ def _number(field: str, value, kind=float, low: float | None = None, high: float
     except (TypeError, ValueError):
         raise FieldError(field, f"{value!r} is not a{'n integer' if kind is int else ' number'}", f"type a {field}") from None
     if (low is not None and v < low) or (high is not None and v > high):
-        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-        raise FieldError(field, f"{field} must be {bounds}, got {v:g}", f"type a {field} {bounds}")
+        bounds = f"between {_show(low)} and {_show(high)}" if high is not None else f"at least {_show(low)}"
+        raise FieldError(field, f"{field} must be {bounds}, got {_show(v)}", f"type a {field} {bounds}")
     return v
+
+
+def _show(v: float) -> str:
+    """1000000 → "1,000,000"; 0.001 → "0.001"."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
 
 
 def sweep_params(store: str, model: str, probes: str = DEFAULT_PROBES, alphas: str = "0, 0.5, 2", metric: str = "logit_diff",
@@ -102,8 +133,9 @@ def sweep_params(store: str, model: str, probes: str = DEFAULT_PROBES, alphas: s
                  label: str = "", probes_per_chunk: int = 64) -> dict:
     return {"store": str(store), "model": _model(model), "probes": _probes(probes), "alphas": list(parse_alphas(alphas)),
             "metric": _choice("metric", metric, METRICS), "positions": _choice("positions", positions, POSITIONS),
-            "target": _choice("target", target, TARGETS), "attention_probes": int(attention_probes), "device": device,
-            "label": label or f"sweep α={alphas}", "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1)}
+            "target": _choice("target", target, TARGETS),
+            "attention_probes": _number("attention_probes", attention_probes, int, 0, MAX_ATTENTION_PROBES), "device": _device(device),
+            "label": label or f"sweep α={alphas}", "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1, MAX_PROBES)}
 
 
 def train_params(store: str, model: str, name: str, probes: str = DEFAULT_PROBES, mode: str = "both", heads: str | None = None,
@@ -120,5 +152,5 @@ def train_params(store: str, model: str, name: str, probes: str = DEFAULT_PROBES
     return {"store": str(store), "model": _model(model), "name": name, "probes": _probes(probes), "mode": mode, "heads": head_list,
             "s_max": _number("s_max", s_max, float, 1e-3, 100), "epochs": _number("epochs", epochs, int, 1, 1000),
             "lr": _number("lr", lr, float, 1e-6, 1.0), "batch": _number("batch", batch, int, 1, 4096),
-            "positions": _choice("positions", positions, POSITIONS), "n_train": _number("n_train", n_train, int, 10, 1_000_000),
-            "seed": _number("seed", seed, int, 0), "device": device, "label": f"train {name}"}
+            "positions": _choice("positions", positions, POSITIONS), "n_train": _number("n_train", n_train, int, 10, MAX_PROBES),
+            "seed": _number("seed", seed, int, 0), "device": _device(device), "label": f"train {name}"}

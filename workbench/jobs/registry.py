@@ -73,7 +73,7 @@ def write_json(path: Path, data: dict) -> None:
 class JobRegistry:
     """The jobs of one store. Cheap to construct; every method reads the disk afresh."""
 
-    _children: dict[int, subprocess.Popen] = {}  # workers started by this process, reaped on read
+    _children: dict[int, subprocess.Popen] = {}  # workers started by this process: every read reaps the finished ones
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root) / "jobs"
@@ -125,6 +125,7 @@ class JobRegistry:
 
     # ------------------------------------------------------------ read
     def get(self, job_id: str) -> Job:
+        reap()
         folder = self.folder(job_id)
         try:
             head = json.loads((folder / "params.json").read_text())
@@ -146,6 +147,7 @@ class JobRegistry:
 
     def list(self, kind: str | None = None) -> list[Job]:
         """Newest first."""
+        reap()
         if not self.root.is_dir():
             return []
         jobs = []
@@ -180,6 +182,17 @@ class JobRegistry:
         if proc is not None:
             return proc.poll() is None  # also reaps the child
         return pid_alive(pid)
+
+
+def reap() -> None:
+    """Collect the exit status of every worker of this process that has finished, so none stays a zombie.
+
+    A zombie keeps its process-table slot until its parent waits on it; the app's server starts a worker
+    per job and may run for weeks, so each read (:meth:`JobRegistry.get`, hence ``list``) polls them all —
+    not only the job being read, whose worker may have been reaped long ago or never be read again.
+    ``poll`` never blocks, and on a reaped child it just returns the kept exit code."""
+    for proc in list(JobRegistry._children.values()):
+        proc.poll()
 
 
 def pid_alive(pid: int) -> bool:

@@ -7,22 +7,32 @@ nnsight wrapper for interventions. :func:`wrap_vlm` does the same for a model al
 freeze its weights (``requires_grad=False``): the workbench only ever trains scales and adapters.
 
 Hub ids need the network. Without it (or with ``HF_HUB_OFFLINE=1``) a hub id that is not in the
-local cache fails at once with a message saying so — a short connection probe decides, so a
-closed network never makes this hang. ``trust_remote_code`` stays off unless asked for.
+local cache fails at once with a message saying so. A short HTTP request to the hub decides (not
+just a TCP connection: an endpoint that accepts and never answers must fail too), and while a model
+loads every request huggingface_hub makes gets a timeout (:func:`bounded_hub_client`; its own client
+has none on calls such as ``model_info``), so neither a closed network nor a silent one makes this
+hang. ``trust_remote_code`` stays off unless asked for. The device is checked before anything loads
+(:func:`~workbench.models.devices.check_device`): ``cuda`` on a machine without it is one line, not a traceback.
 
 The **fingerprint** identifies a model by its config and weights: sha256 over the config JSON and,
-for every parameter, its name, shape, dtype and 4,096 evenly strided values. It is what every
-stored result and exported file carries; sampling keeps it fast on 7B models, and any retraining or
-weight surgery changes it.
+for every state-dict entry in name order, the sha256 of its name, shape, dtype and every byte of
+its values (bf16 as its raw bytes, not converted). It is what every stored result and exported file
+carries, so any weight edit, down to one bit of one value, changes it; a sample would not (scaling one
+head's columns of a 4096-wide projection by 0.1 left a 4,096-value sample unchanged). Tensors are
+hashed in a few threads (hashlib releases the GIL), GPU tensors copied to the host in slabs; a 7B
+model in bf16 takes seconds on a few cores (``analyses/results/bench_fingerprint.txt``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
-import socket
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +41,7 @@ from urllib.parse import urlparse
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.models.devices import check_device
 from workbench.models.sites import Site, resolve_site
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -88,7 +99,9 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
     """Load an image-text-to-text model and its processor from a local folder or a hub id."""
     from nnsight.modeling.transformers import TransformersModel
 
-    source = str(id_or_path)
+    device = check_device(device)
+    resolve_dtype(dtype)
+    source, offline = str(id_or_path), False
     local = Path(source).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
@@ -99,14 +112,17 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
                              "check the path (the default organism is built with `workbench organism train`)")
     elif local.exists() or not _HUB_ID.match(source):
         raise WorkbenchError(f"model {source!r} is neither a model folder nor a hub id", "pass a folder with config.json or an id like org/name")
-    elif not _cached(source):
+    elif _cached(source):
+        offline = _offline() or _hub_problem(source) is not None  # a silent hub: the cache is all this load needs
+    else:
         _require_hub(source)
     kwargs: dict[str, Any] = dict(task="image-text-to-text", dispatch=True, dtype=resolve_dtype(dtype), device_map=device,
                                   trust_remote_code=trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        nn = TransformersModel(source, **kwargs)
+        with bounded_hub_client(offline=offline):
+            nn = TransformersModel(source, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WorkbenchError(f"could not load {source!r}: {msg}", "check that it is an image-text-to-text model folder or hub id") from e
@@ -131,35 +147,129 @@ def _cached(repo_id: str) -> bool:
         return False
 
 
-def _require_hub(repo_id: str, timeout: float = 3.0) -> None:
-    """Fail at once, with the fix, when the hub cannot be reached (never hang)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+PROBE_TIMEOUT = 3.0  # seconds the hub has to answer the probe of an uncached model
+HUB_TIMEOUT = 10.0  # seconds for each phase (connect, read, write, pool) of any hub request while a model loads
+
+
+def _require_hub(repo_id: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Fail at once, with the fix, when the hub cannot be reached or does not answer (never hang)."""
+    if _offline():
         raise WorkbenchError(f"model {repo_id!r} is not in the local cache and HF_HUB_OFFLINE is set",
                              "download it where the hub is reachable and pass its folder")
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    problem = _hub_problem(repo_id, timeout)
+    if problem:
+        raise WorkbenchError(problem, "download the model where the hub is reachable and pass its local folder")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _hub_problem(repo_id: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when the hub answers; else the one-line problem of a model that needs it.
+
+    The probe is a real HTTP request (``HEAD {HF_ENDPOINT}/api/models/{repo_id}``) with a timeout on
+    the connection and on the answer, not just a TCP connection: an endpoint that accepts and never
+    answers fails too. Any HTTP status counts as an answer (loading then says what a 404 or 401 means)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as e:
-        raise WorkbenchError(f"model {repo_id!r} needs the Hugging Face hub, which is unreachable ({host}:{port}: "
-                             f"{e.strerror or type(e).__name__})",
-                             "download the model where the hub is reachable and pass its local folder") from None
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/models/{repo_id}", method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, TimeoutError):
+            return f"model {repo_id!r} is not cached and the Hugging Face hub at {endpoint} did not answer within {timeout:g} s"
+        url = urlparse(endpoint)
+        where = f"{url.hostname}:{url.port or (80 if url.scheme == 'http' else 443)}"
+        return f"model {repo_id!r} needs the Hugging Face hub, which is unreachable ({where}: {getattr(reason, 'strerror', None) or reason})"
+    return None
 
 
-def fingerprint(model: torch.nn.Module, samples: int = 4096) -> str:
-    """sha256 of the config and a strided sample of every parameter (name, shape, dtype, values)."""
-    h = hashlib.sha256()
+def _bound_timeout(request, timeout: float) -> None:
+    """httpx request hook: every phase the caller left unbounded (``None``) gets ``timeout`` seconds."""
+    given = dict(request.extensions.get("timeout") or {})
+    request.extensions["timeout"] = {k: timeout if given.get(k) is None else given[k] for k in ("connect", "read", "write", "pool")}
+
+
+@contextmanager
+def bounded_hub_client(timeout: float = HUB_TIMEOUT, offline: bool = False):
+    """While inside, huggingface_hub's shared HTTP client gives every request a timeout; ``offline``: makes no request.
+
+    Its default client is built with ``timeout=None`` and some calls pass none (``model_info``, which
+    transformers calls to resolve a revision), so a hub that accepts and never answers would hold a
+    load forever. Downloads and etag checks keep their own timeouts (``HF_HUB_DOWNLOAD_TIMEOUT``,
+    ``HF_HUB_ETAG_TIMEOUT``), but retried for every file of a cached model they still add up to
+    minutes: ``offline=True`` (a cached model, a silent hub) loads from the cache alone, as
+    ``HF_HUB_OFFLINE=1`` would (the flag huggingface_hub read at import is set for the call). A client
+    factory someone else installed is left alone; everything is put back on the way out."""
+    from huggingface_hub import constants
+
+    try:  # the client-factory hook of the httpx-based huggingface_hub (tested: 2.4); without it, only the offline flag applies
+        from huggingface_hub import set_client_factory
+        from huggingface_hub.utils import _http
+
+        ours = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) is _http.default_client_factory
+    except (ImportError, AttributeError):
+        ours = False
+    was_offline = constants.HF_HUB_OFFLINE
+
+    def factory():
+        client = _http.default_client_factory()
+        hooks = client.event_hooks
+        hooks["request"] = [*hooks.get("request", []), functools.partial(_bound_timeout, timeout=timeout)]
+        client.event_hooks = hooks
+        return client
+
+    constants.HF_HUB_OFFLINE = was_offline or offline
+    if ours:
+        set_client_factory(factory)
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = was_offline
+        if ours:
+            set_client_factory(_http.default_client_factory)
+
+
+SLAB_BYTES = 64 << 20  # a GPU tensor reaches the host (and the hash) in slabs of this size
+
+
+def tensor_digest(name: str, t: torch.Tensor) -> bytes:
+    """sha256 of one state-dict entry: its name, shape and dtype, then its values' raw bytes in row-major
+    order (``view(torch.uint8)``, so bf16 or fp16 values are hashed exactly as stored, never rounded or
+    widened). The bytes go in :data:`SLAB_BYTES` at a time: views of a host tensor (no copy), copies of a
+    GPU one (a slab at a time, never the whole tensor); the digest does not depend on the slab size."""
+    h = hashlib.sha256(f"{name}|{tuple(t.shape)}|{t.dtype}\0".encode())
+    flat = t.detach().contiguous().reshape(-1).view(torch.uint8)
+    for i in range(0, flat.numel(), SLAB_BYTES):
+        h.update(flat[i:i + SLAB_BYTES].cpu().numpy())
+    return h.digest()
+
+
+VOLATILE_CONFIG = ("_name_or_path", "transformers_version", "_attn_implementation_autoset", "_commit_hash", "architectures")
+
+
+def config_bytes(model: torch.nn.Module) -> bytes:
+    """The model's config as sorted JSON, without the fields that change when the same weights are saved or
+    loaded elsewhere (:data:`VOLATILE_CONFIG`); empty for a module without a config."""
     config = getattr(model, "config", None)
-    if config is not None:
-        d = config.to_dict()
-        for volatile in ("_name_or_path", "transformers_version", "_attn_implementation_autoset", "_commit_hash", "architectures"):
-            d.pop(volatile, None)
-        h.update(json.dumps(d, sort_keys=True, default=str).encode())
-    with torch.no_grad():
-        for name, p in sorted(model.state_dict().items()):
-            flat = p.detach().reshape(-1)
-            step = max(1, flat.numel() // samples)
-            sample = flat[::step][:samples].to(torch.float64).cpu()
-            h.update(f"{name}|{tuple(p.shape)}|{p.dtype}".encode())
-            h.update(sample.numpy().tobytes())
+    if config is None:
+        return b""
+    d = {k: v for k, v in config.to_dict().items() if k not in VOLATILE_CONFIG}
+    return json.dumps(d, sort_keys=True, default=str).encode()
+
+
+def fingerprint(model: torch.nn.Module, threads: int | None = None) -> str:
+    """sha256 of the config (without its volatile fields) and of :func:`tensor_digest` of every state-dict
+    entry, in name order. Entries are hashed by ``threads`` threads (default: up to 8, one per core); the
+    result does not depend on the number."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = hashlib.sha256(config_bytes(model))
+    entries = sorted(model.state_dict().items())
+    workers = max(1, threads or min(8, os.cpu_count() or 1))
+    with torch.no_grad(), ThreadPoolExecutor(max_workers=workers) as pool:
+        for digest in pool.map(lambda kv: tensor_digest(*kv), entries):
+            h.update(digest)
     return h.hexdigest()

@@ -36,6 +36,12 @@ from workbench.probes.tasks import (
 )
 
 SPLIT_STREAMS = {"train": 1, "test": 2}
+# Size limits, checked before any work: a set is held in memory while it renders (about 1.5 kB a probe at
+# 64 px), so an unbounded --n only grows memory until the machine gives out. They cover real use — the
+# paper's sets are 2,000 probes, the organism's largest training set 500,000; VLM processors resize images
+# to 224–896 px — and a bigger set is several seeds.
+MAX_PROBES = 1_000_000
+MAX_CANVAS = 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,14 @@ class ProbeConfig:
     def validate(self) -> None:
         if self.n <= 0:
             raise WorkbenchError(f"n must be positive, got {self.n}", "pass --n 1 or more")
+        if self.n > MAX_PROBES:
+            raise WorkbenchError(f"--n {self.n} is over the limit of {MAX_PROBES:,} probes", "make several sets with different --seed")
+        if self.canvas > MAX_CANVAS:
+            raise WorkbenchError(f"--canvas {self.canvas} px is over the limit of {MAX_CANVAS:,} px", f"use --canvas {MAX_CANVAS} or less")
+        if self.object_size < 0:
+            raise WorkbenchError(f"--object-size {self.object_size} is negative", "pass 0 (22% of the canvas) or a size in pixels")
+        if self.seed < 0:
+            raise WorkbenchError(f"--seed {self.seed} is negative", "pass a seed of 0 or more")
         validate_attributes(self.colors, self.shapes, self.relations)
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:

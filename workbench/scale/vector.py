@@ -89,7 +89,7 @@ class ScaleVector:
         """Write ``path`` (.safetensors) and its .json sidecar, each atomically; returns the .safetensors path."""
         from safetensors.torch import save_file
 
-        st, js = _paths(path)
+        st, js = vector_files(path)
         st.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(st, lambda tmp: save_file({"attn": self.attn.contiguous(), "mlp": self.mlp.contiguous()}, tmp))
         atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(self.meta(), indent=1) + "\n"))
@@ -100,7 +100,7 @@ class ScaleVector:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        st, js = _paths(path)
+        st, js = vector_files(path)
         for p in (st, js):
             if not p.is_file():
                 raise WorkbenchError(f"{p} is missing", "a scale vector is NAME.safetensors plus NAME.json, as `workbench scale train` writes")
@@ -130,14 +130,15 @@ class ScaleVector:
     def from_npy(cls, attn: str | os.PathLike | None, mlp: str | os.PathLike | None, *, model: str, model_fingerprint: str,
                  shape: tuple[int, int], positions: str = "last", s_max: float = 10.0) -> ScaleVector:
         """Read the reference code's arrays (either may be None: that part stays at 1) for a model of ``shape``."""
-        a = _load_npy(attn, shape) if attn else np.ones(shape, dtype=np.float32)
-        m = _load_npy(mlp, (shape[0],)) if mlp else np.ones(shape[0], dtype=np.float32)
+        a = _check_shape(read_npy(attn), shape, attn) if attn else np.ones(shape, dtype=np.float32)
+        m = _check_shape(read_npy(mlp), (shape[0],), mlp) if mlp else np.ones(shape[0], dtype=np.float32)
         mode = "both" if attn and mlp else "attn" if attn else "mlp"
         return cls(attn=torch.from_numpy(a), mlp=torch.from_numpy(m), model=model, model_fingerprint=model_fingerprint,
                    positions=positions, mode=mode, s_max=s_max, extra={"imported_from": [str(p) for p in (attn, mlp) if p]})
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def vector_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``NAME``, ``NAME.safetensors`` or ``NAME.json`` → (``NAME.safetensors``, ``NAME.json``)."""
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
@@ -149,12 +150,25 @@ def _save_npy(tmp: str, arr: np.ndarray) -> None:
         np.save(f, arr.astype(np.float32))
 
 
-def _load_npy(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    """A .npy of real numbers (float, int or unsigned int) as float32; needs no model, so callers read it first.
+
+    Never unpickles (``allow_pickle=False``): an object array is refused, not loaded. Strings, booleans and
+    complex numbers are refused by name (a cast would fail with a traceback, or silently drop the imaginary part)."""
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise WorkbenchError(f"{path} is not a readable .npy array ({e})", "pass the eff_attn*.npy / eff_mlp*.npy the ScAle code saved") from None
+    except (OSError, ValueError, EOFError) as e:
+        why = "it holds Python objects, which are never unpickled" if "allow_pickle" in str(e) else str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WorkbenchError(f"{path} is not a readable .npy array ({why})", "pass the eff_attn*.npy / eff_mlp*.npy the ScAle code saved") from None
+    if not isinstance(arr, np.ndarray):  # np.load of an .npz archive gives a mapping
+        raise WorkbenchError(f"{path} is an .npz archive, not one .npy array", "pass the eff_attn*.npy / eff_mlp*.npy files themselves")
+    if arr.dtype.kind not in "fiu":
+        raise WorkbenchError(f"{path} holds {arr.dtype} values, not numbers", "save the scales as float32 (or any float) arrays")
+    return arr.astype(np.float32)
+
+
+def _check_shape(arr: np.ndarray, shape: tuple[int, ...], path: str | os.PathLike) -> np.ndarray:
     if tuple(arr.shape) != tuple(shape):
         raise WorkbenchError(f"{path} has shape {list(arr.shape)}, this model needs {list(shape)}",
                              "use the arrays saved for this model (attn [layers, heads], mlp [layers])")
-    return arr.astype(np.float32)
+    return arr

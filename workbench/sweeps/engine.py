@@ -21,7 +21,7 @@ as soon as it is done. A chunk being computed can be abandoned at the next forwa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -33,34 +33,9 @@ from workbench.models.load import VLM
 from workbench.models.prompts import build_batch
 from workbench.probes.probeset import ProbeSet
 from workbench.sweeps.packed import check_packable, packed_variant_logits
+from workbench.sweeps.spec import TARGETS, SweepSpec  # noqa: F401  (the spec lives apart from the engine; both names stay here)
 
 ENGINES = ("auto", "packed", "naive")
-TARGETS = ("heads", "mlp")
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """What to sweep. Part of the store key, so every field that changes a number is here."""
-
-    alphas: tuple[float, ...] = (0.0,)
-    positions: str = "last"
-    metric: str = "logit_diff"
-    target: str = "heads"
-
-    def __post_init__(self) -> None:
-        if not self.alphas:
-            raise WorkbenchError("no alpha values given", "pass e.g. --alpha 0,0.5,2")
-        if self.positions not in ("last", "all"):
-            raise WorkbenchError(f"unknown positions {self.positions!r}", "use last or all")
-        if self.metric not in metrics.METRICS:
-            raise WorkbenchError(f"unknown metric {self.metric!r}", f"choose from: {', '.join(metrics.METRICS)}")
-        if self.target not in TARGETS:
-            raise WorkbenchError(f"unknown target {self.target!r}", f"choose from: {', '.join(TARGETS)}")
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "alphas": list(self.alphas), "metric_version": metrics.METRIC_VERSION}
-
-
 @dataclass(frozen=True)
 class Chunk:
     """An independent unit of work: layers ``[layer_start, layer_stop)`` × probes ``[probe_start, probe_stop)``."""
@@ -75,16 +50,27 @@ class Chunk:
         return f"L{self.layer_start:03d}-{self.layer_stop:03d}_P{self.probe_start:06d}-{self.probe_stop:06d}"
 
 
-def plan_chunks(n_layers: int, n_probes: int, layers_per_chunk: int = 8, probes_per_chunk: int = 64) -> list[Chunk]:
+def check_chunk_sizes(layers_per_chunk: int, probes_per_chunk: int) -> None:
+    """Chunk sizes need no model: callers check them before loading one."""
     if layers_per_chunk <= 0 or probes_per_chunk <= 0:
-        raise WorkbenchError("chunk sizes must be positive", "pass --layers-per-chunk and --probes-per-chunk ≥ 1")
+        raise WorkbenchError(f"chunk sizes must be positive, got {layers_per_chunk} layers × {probes_per_chunk} probes",
+                             "pass --layers-per-chunk and --probes-per-chunk ≥ 1")
+
+
+def check_engine(engine: str) -> None:
+    """The engine's name (which engines serve a model is :func:`resolve_engine`'s, once it is loaded)."""
+    if engine not in ENGINES:
+        raise WorkbenchError(f"unknown engine {engine!r}", f"choose from: {', '.join(ENGINES)}")
+
+
+def plan_chunks(n_layers: int, n_probes: int, layers_per_chunk: int = 8, probes_per_chunk: int = 64) -> list[Chunk]:
+    check_chunk_sizes(layers_per_chunk, probes_per_chunk)
     return [Chunk(l0, min(l0 + layers_per_chunk, n_layers), p0, min(p0 + probes_per_chunk, n_probes))
             for p0 in range(0, n_probes, probes_per_chunk) for l0 in range(0, n_layers, layers_per_chunk)]
 
 
 def resolve_engine(vlm: VLM, spec: SweepSpec, engine: str) -> str:
-    if engine not in ENGINES:
-        raise WorkbenchError(f"unknown engine {engine!r}", f"choose from: {', '.join(ENGINES)}")
+    check_engine(engine)
     if engine == "auto":
         return "packed" if spec.positions == "last" and vlm.site.row.packable else "naive"
     if engine == "packed":
