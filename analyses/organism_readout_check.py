@@ -28,10 +28,10 @@ import torch
 
 def check(path: Path) -> dict[str, float]:
     from workbench.organism.data import color_token_table, encode
-    from workbench.organism.train import OrganismConfig, PatchReadout, WhereReadout, eval_probes, from_checkpoint
+    from workbench.organism.train import OrganismConfig, PatchReadout, WhereReadout, eval_probes, from_checkpoint, load_checkpoint
     from workbench.probes.scenes import PALETTE, SHAPES
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(path)
     if not state.get("readout"):
         raise SystemExit(f"{path}: this checkpoint has no patch read-outs (trained without --patch-loss)")
     cfg = OrganismConfig(**state["config"])
@@ -86,4 +86,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from workbench.errors import WorkbenchError
+
+    try:
+        sys.exit(main())
+    except WorkbenchError as e:  # a bad checkpoint or pool: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

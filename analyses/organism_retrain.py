@@ -91,14 +91,13 @@ CURVE_TASKS = ("spatial", "control", "relation", "verify", "color", "shape", "co
 
 def curve(path: str) -> int:
     """Print a run's held-out curve per task (a training.json, a model folder holding one, or a checkpoint)."""
-    import torch
-
     from workbench.organism.card import curve_table
+    from workbench.organism.train import load_checkpoint
 
     p = Path(path)
     if p.is_dir():
         p = p / "training.json"
-    run = json.loads(p.read_text()) if p.suffix == ".json" else torch.load(p, map_location="cpu", weights_only=False)
+    run = json.loads(p.read_text()) if p.suffix == ".json" else load_checkpoint(p)
     print(curve_table(run["curve"], CURVE_TASKS, rows=None, seconds=False))
     return 0
 
@@ -106,11 +105,9 @@ def curve(path: str) -> int:
 def export(ckpt: str, folder: str) -> int:
     """Write a checkpoint's model as an organism folder (weights, tokenizer, processor, training.json with its
     config and curve so far): the starting point of a later stage (``train --init FOLDER``)."""
-    import torch
+    from workbench.organism.train import from_checkpoint, load_checkpoint
 
-    from workbench.organism.train import from_checkpoint
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = load_checkpoint(Path(ckpt))
     out = Path(folder)
     from_checkpoint(state, out)
     (out / "training.json").write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
@@ -157,4 +154,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from workbench.errors import WorkbenchError
+
+    try:
+        sys.exit(main())
+    except WorkbenchError as e:  # a bad checkpoint or pool: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

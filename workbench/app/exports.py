@@ -8,6 +8,11 @@
 
 Every file is produced by the same writers the CLI uses, in a temporary folder, so a download is
 byte-for-byte what ``workbench heads export`` / ``workbench scale export`` would write.
+
+Names come from the browser, and a browser can send anything (``../../x``, ``/home/me/secret``):
+:func:`store_file` accepts only a store name (``NAME_PATTERN``) and a path that,
+resolved, lies directly in its store folder (``<store>/scales``, ``<store>/headsets``), so the app
+never reads, serves or writes a file outside its store; zip entries are plain file names.
 """
 
 from __future__ import annotations
@@ -25,6 +30,25 @@ from workbench.errors import WorkbenchError
 
 HEADSET_FORMATS = ("json", "csv")
 VECTOR_FORMATS = ("safetensors", "npy")
+
+
+def store_name(name: object) -> bool:
+    """Whether ``name`` is a store name: letters, digits, '-', '_', '.', starting with a letter or digit
+    (:data:`workbench.jobs.params.NAME_PATTERN`, imported here when used: that module loads the job forms' checks)."""
+    from workbench.jobs.params import NAME_PATTERN
+
+    return isinstance(name, str) and NAME_PATTERN.match(name) is not None
+
+
+def store_file(root: str | Path, folder: str, name: object, suffix: str, what: str) -> Path:
+    """``<root>/<folder>/<name><suffix>``, resolved, for a ``name`` that is a store name (:func:`store_name`)
+    and a path that stays directly in that folder (a symlink pointing elsewhere is refused too); anything
+    else is one error, ``no saved {what} named …``."""
+    base = (Path(root) / folder).resolve()
+    path = (base / f"{name}{suffix}").resolve() if store_name(name) else None
+    if path is None or path.parent != base:
+        raise WorkbenchError(f"no saved {what} named {name!r}", "a name is letters, digits, '-', '_' and '.'; choose one from the list")
+    return path
 
 
 def headset(root: str | Path, key: str, alpha: float, k: int, relation: str = ALL) -> HeadSet:
@@ -47,7 +71,9 @@ def headset_file(hs: HeadSet, fmt: str) -> tuple[str, bytes]:
 
 def save_headset(root: str | Path, hs: HeadSet, name: str) -> Path:
     """Keep a head set in the store (``<store>/headsets/NAME.json``) so the train page can offer it."""
-    return hs.save(Path(root) / "headsets" / f"{name}.json")
+    if not store_name(name):
+        raise WorkbenchError(f"{name!r} is no head set name", "use letters, digits, '-', '_' and '.', starting with a letter or digit")
+    return hs.save(store_file(root, "headsets", name, ".json", "head set"))
 
 
 def saved_headsets(root: str | Path) -> list[tuple[str, HeadSet]]:
@@ -65,7 +91,7 @@ def vector_file(root: str | Path, name: str, fmt: str) -> tuple[str, bytes]:
 
     if fmt not in VECTOR_FORMATS:
         raise WorkbenchError(f"unknown vector format {fmt!r}", f"choose from: {', '.join(VECTOR_FORMATS)}")
-    src = Path(root) / "scales" / f"{name}.safetensors"
+    src = store_file(root, "scales", name, ".safetensors", "vector")
     vec = ScaleVector.load(src)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

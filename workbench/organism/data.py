@@ -16,6 +16,10 @@ processor costs ~1 ms an item, so a pool of millions is built differently:
 processor that resizes, crops or tokenises differently) is an error, never a silent drift
 between training and serving. A pool is saved as ``pixels.npy`` plus a small ``meta.pt`` and
 loaded with the pixels memory-mapped, so several training runs share one copy in memory.
+
+Files written by ``torch.save`` (a pool's ``meta.pt``, a training checkpoint) are read back with
+:func:`read_torch_file`: tensors, numbers, text and containers only (``weights_only=True``), since a
+full unpickle runs whatever code a file names, and a pool or checkpoint may come from anywhere.
 """
 
 from __future__ import annotations
@@ -266,6 +270,28 @@ def render_pool(processor, seed: int, n: int, scene: dict, workers: int = 0,
     return encode_arrays(processor, pixels, questions, options, answers, tasks, objects=torch.from_numpy(np.concatenate(objects)))
 
 
+POOL_FIELDS = ("key", "input_ids", "attention_mask", "mean", "std", "option_ids", "answer", "tasks", "objects")
+
+
+def read_torch_file(path: Path, what: str, fix: str) -> dict:
+    """The dict a ``torch.save`` wrote to ``path``, read with ``weights_only=True``: only tensors, numbers,
+    text, None and lists/tuples/dicts of them come back, and a file naming anything else (a class, a
+    function: what a pickle payload needs to run code) is refused with one line ``{path} is not {what}``.
+    ``fix`` says how to get a good file."""
+    import pickle
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WorkbenchError(f"{path} is not {what} (it names objects other than tensors, numbers and text, which are never "
+                             "unpickled)", fix) from None
+    except Exception as e:  # torch raises several types for a damaged or foreign file
+        raise WorkbenchError(f"{path} is not {what} ({type(e).__name__})", fix) from None
+    if not isinstance(obj, dict):
+        raise WorkbenchError(f"{path} is not {what} (it holds a {type(obj).__name__}, not a dict)", fix)
+    return obj
+
+
 def save_pool(data: Encoded, folder: Path, key: dict) -> None:
     """``pixels.npy`` (memory-mappable) and ``meta.pt``; written under temporary names, then renamed."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -281,7 +307,12 @@ def load_pool(folder: Path, key: dict) -> Encoded:
     """A saved pool, its pixels memory-mapped (shared between processes); refused if built for another key."""
     if not (folder / "meta.pt").is_file() or not (folder / "pixels.npy").is_file():
         raise WorkbenchError(f"{folder} holds no training pool", "build one with `analyses/organism_retrain.py pool`")
-    meta = torch.load(folder / "meta.pt", weights_only=False)
+    meta = read_torch_file(folder / "meta.pt", "a readable training pool", "rebuild the pool: delete the folder and run "
+                           "`analyses/organism_retrain.py pool --dir DIR` or train with --data pool --pool DIR")
+    missing = [k for k in POOL_FIELDS if k not in meta]
+    if missing:
+        raise WorkbenchError(f"{folder / 'meta.pt'} is not a readable training pool (it lacks {missing[0]!r})",
+                             "rebuild the pool: delete the folder and train with --data pool --pool DIR")
     if meta["key"] != key:
         raise WorkbenchError(f"the pool in {folder} was built for {json.dumps(meta['key'])}, not {json.dumps(key)}",
                              "build a pool for this config or point at the right one")

@@ -34,7 +34,16 @@ import torch
 from workbench import metrics
 from workbench.errors import WorkbenchError
 from workbench.models.scaffold import llava_config, save_llava_folder, word_tokenizer
-from workbench.organism.data import Encoded, color_token_table, encode, load_pool, pool_key, render_pool, save_pool
+from workbench.organism.data import (
+    Encoded,
+    color_token_table,
+    encode,
+    load_pool,
+    pool_key,
+    read_torch_file,
+    render_pool,
+    save_pool,
+)
 from workbench.probes.generate import ProbeConfig, generate
 from workbench.probes.probeset import ProbeSet
 from workbench.probes.scenes import PALETTE, SHAPES
@@ -117,14 +126,23 @@ def training_data(cfg: OrganismConfig, processor, pool_dir: Path | None = None, 
     if cfg.data == "set":
         return encode(processor, train_probes(cfg))
     key = pool_key(cfg.seed, cfg.n_train, cfg.scene)
-    if pool_dir is not None and (pool_dir / "meta.pt").is_file():
-        log(f"training pool from {pool_dir}")
-        return load_pool(pool_dir, key)
+    if (saved := saved_pool(cfg, pool_dir, log)) is not None:
+        return saved
     data = render_pool(processor, cfg.seed, cfg.n_train, cfg.scene, log=log)
     if pool_dir is not None:
         save_pool(data, pool_dir, key)
         return load_pool(pool_dir, key)
     return data
+
+
+def saved_pool(cfg: OrganismConfig, pool_dir: Path | None, log: Callable[[str], None] = print) -> Encoded | None:
+    """The pool saved in ``pool_dir`` for this config (``data="pool"``), or None where there is none yet;
+    a pool built for another config, or a ``meta.pt`` that is not one, is refused."""
+    if cfg.data != "pool" or pool_dir is None or not (pool_dir / "meta.pt").is_file():
+        return None
+    pool = load_pool(pool_dir, pool_key(cfg.seed, cfg.n_train, cfg.scene))
+    log(f"training pool from {pool_dir}")
+    return pool
 
 
 def train_probes(cfg: OrganismConfig) -> ProbeSet:
@@ -278,6 +296,23 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+CHECKPOINT_FIELDS = ("config", "step", "model", "opt", "sched", "g", "torch_rng", "order", "pos", "curve", "seconds")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """The training state :func:`train` saved at ``path``: tensors, numbers, text and containers only (see
+    :func:`~workbench.organism.data.read_torch_file`), so a file that would run code when unpickled is
+    refused before anything else happens, like one that lacks a field of the state."""
+    fix = "delete it to start from step 0, or point --checkpoint at one this workbench saved"
+    state = read_torch_file(path, "a workbench training checkpoint", fix)
+    missing = [k for k in CHECKPOINT_FIELDS if k not in state]
+    if missing:
+        raise WorkbenchError(f"{path} is not a workbench training checkpoint (it lacks {missing[0]!r})", fix)
+    if not isinstance(state["config"], dict):
+        raise WorkbenchError(f"{path} is not a workbench training checkpoint (its 'config' is not a dict)", fix)
+    return state
+
+
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -390,9 +425,13 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
            stop_after: int | None, pool_dir: Path | None) -> dict | None:
     torch.manual_seed(cfg.seed)
     t0 = time.time()
+    # the files given are read (and checked) before anything is built: a bad one stops the run at once
+    state = load_checkpoint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
+    pool = saved_pool(cfg, pool_dir, log)
     model, tokenizer, processor = build(cfg, out)
     log(f"rendering {cfg.n_train} training probes and 500 evaluation probes")
-    data, eval_data = training_data(cfg, processor, pool_dir, log), encode(processor, eval_probes(cfg.seed, cfg))
+    data = pool if pool is not None else training_data(cfg, processor, pool_dir, log)
+    eval_data = encode(processor, eval_probes(cfg.seed, cfg))
     # a set fits on the device whole (no per-step host copies); a pool's pixels stay in (shared) host memory
     data, eval_data = data.to(dev, pixels=cfg.data == "set"), eval_data.to(dev)
     log(f"data ready in {time.time() - t0:.0f}s; {sum(p.numel() for p in model.parameters()):,} parameters; device {dev}")
@@ -417,9 +456,12 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     pos, curve, running, start = 0, [], [], 1
     # CPU float reductions depend on the thread count: recorded, so a same-seed rerun can match it bitwise
     threads = [torch.get_num_threads()] if dev.type == "cpu" else []
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if OrganismConfig(**state["config"]) != cfg:  # a field added since fills in with its default
+    if state is not None:
+        try:
+            other = OrganismConfig(**state["config"])  # a field added since fills in with its default
+        except TypeError:  # a field this version does not know
+            other = None
+        if other != cfg:
             raise WorkbenchError(f"checkpoint {checkpoint} belongs to another training config", "use the same options or delete it")
         model.load_state_dict(state["model"])
         if readout is not None:

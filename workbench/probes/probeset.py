@@ -13,6 +13,11 @@ Loading recomputes it; a set whose files changed since it was saved is refused, 
 
 Saving writes into a temporary sibling folder and renames it into place, so an interrupted save
 leaves either nothing or a complete set, and an existing folder is only replaced when asked.
+
+Image keys are file paths inside the folder, and the manifest (or a benchmark record behind it) may
+come from anyone: a key is refused unless it is a plain relative path (:func:`check_key`: no
+absolute path, ``..``, backslash or empty part, not the set's own files), both when a set is built
+and when one is loaded, so saving a set never writes outside its folder.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -30,6 +34,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from workbench.errors import WorkbenchError
+from workbench.fileio import new_tmp_dir
 from workbench.probes.items import ProbeItem
 
 FORMAT = "workbench-probeset"
@@ -37,6 +42,18 @@ VERSION = 1
 META_FILE, MANIFEST_FILE = "probeset.json", "manifest.jsonl"
 
 ImageSource = bytes | Path  # encoded image bytes in memory, or a file to read them from
+
+
+def check_key(key: str, where: str) -> str:
+    """``key`` if it is a plain relative POSIX path (``images/000017.png``) that stays inside a probe-set
+    folder, else one error naming ``where`` it came from. Checked on the text alone, so it holds for
+    folders that do not exist yet and wherever the set is later saved."""
+    parts = key.split("/")
+    odd = not key or "\\" in key or "\0" in key or key.startswith("/") or any(p in ("", ".", "..") for p in parts)
+    if odd or key in (META_FILE, MANIFEST_FILE):
+        raise WorkbenchError(f"{where} names image {key!r}, which is not a plain path inside the probe set",
+                             "image keys are relative paths like images/NAME.png, without '..', '\\' or a leading '/'")
+    return key
 
 
 def manifest_bytes(items: Iterable[ProbeItem]) -> bytes:
@@ -56,6 +73,9 @@ class ProbeSet:
         dup = [i for i, c in ids.items() if c > 1]
         if dup:
             raise WorkbenchError(f"probe id {dup[0]!r} occurs {ids[dup[0]]} times in {name!r}", "probe ids must be unique")
+        for it in self.items:
+            for key in filter(None, (it.image, it.cf_image)):
+                check_key(key, f"probe {it.id!r}")
         needed = self.image_keys()
         missing = [k for k in needed if k not in images]
         if missing:
@@ -136,10 +156,10 @@ class ProbeSet:
         if folder.exists() and not overwrite:
             raise WorkbenchError(f"{folder} already exists", "choose another --out or pass --force to replace it")
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        tmp = new_tmp_dir(folder)  # the mode a plain mkdir gives (mkdtemp's 0700 would hide a shared store's probe sets)
         try:
             for key in self.image_keys():
-                dest = tmp / key
+                dest = tmp / check_key(key, f"probe set {self.name!r}")  # checked when built; kept here next to the write
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(self.image_bytes(key))
             (tmp / MANIFEST_FILE).write_bytes(manifest_bytes(self.items))
@@ -192,6 +212,7 @@ class ProbeSet:
         images: dict[str, ImageSource] = {}
         for it in items:
             for key in filter(None, (it.image, it.cf_image)):
+                check_key(key, f"{man_path}: probe {it.id!r}")
                 path = (folder / key).resolve()
                 if folder.resolve() not in path.parents:
                     raise WorkbenchError(f"{man_path}: image path {key!r} leaves the probe set folder", "regenerate the probe set")

@@ -20,11 +20,14 @@ X = ids.export
 
 
 def layout(**_):
+    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
+
     root = current().store
     sweeps = [{"label": r["label"], "value": r["key"]} for r in data.catalog(root) if r["complete"] and r["target"] == "heads"]
     vecs = [{"label": f"{v['name']} ({v['model']}, {v['mode']})", "value": v["name"]} for v in data.vectors(root)]
     return html.Div([
         html.H2("Export"),
+        store_notice(X),
         html.H3("Head set from a sweep"),
         html.Div([
             field("Sweep", dcc.Dropdown(id=X.sweep, options=sweeps, value=sweeps[0]["value"] if sweeps else None, clearable=False),
@@ -54,20 +57,28 @@ def layout(**_):
     ])
 
 
-@callback(Output(X.alpha, "options"), Output(X.alpha, "value"), Output(X.relation, "options"), Input(X.sweep, "value"))
+@callback(Output(X.alpha, "options"), Output(X.alpha, "value"), Output(X.relation, "options"), Output(X.sweep_error, "children"),
+          Input(X.sweep, "value"))
 def sweep_choices(key):
     if not key:
-        return [], None, relation_options()
-    sd = data.sweep_data(current().store, key)
-    return [{"label": f"{a:g}", "value": a} for a in sd.alphas], sd.alphas[0], relation_options(sd.relations)
+        return [], None, relation_options(), ""
+    try:
+        sd = data.sweep_data(current().store, key)
+    except WorkbenchError as e:  # a sweep whose chunks fail their checks: its one line under the field, not a 500
+        return [], None, relation_options(), str(e)
+    return [{"label": f"{a:g}", "value": a} for a in sd.alphas], sd.alphas[0], relation_options(sd.relations), ""
 
 
 def _headset(key, alpha, relation, k):
     if not key:
         raise WorkbenchError("no head sweep in the store yet", "run one on the Sweeps page")
-    if k is None or int(k) < 1:
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        k = 0
+    if k < 1:
         raise WorkbenchError("k must be a whole number ≥ 1", "type how many heads to keep")
-    return exports.headset(current().store, key, alpha, int(k), relation or data.ALL)
+    return exports.headset(current().store, key, alpha, k, relation or data.ALL)
 
 
 @callback(Output(X.hs_download, "data"), Output(X.k_error, "children"), Output(X.hs_preview, "children"),

@@ -3,12 +3,17 @@
 Every loader reads local files only (no download) and turns each record into a
 :class:`~workbench.probes.items.ProbeItem`. Any missing file, missing column, or unreadable image
 stops the load with one error that names the file (and the column or record).
+
+A record's image name comes from the benchmark file, i.e. from anyone: :func:`inside` refuses one
+that is absolute or climbs out of the image folder with ``..`` before anything is read, since the
+name also becomes the image's path inside the saved probe set.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -91,6 +96,20 @@ def image_extension(data: bytes, where: str) -> str:
     except (UnidentifiedImageError, OSError) as e:
         raise WorkbenchError(f"image {where} is unreadable", "replace it with a valid PNG or JPEG") from e
     return {"JPEG": "jpg"}.get(fmt or "", (fmt or "img").lower())
+
+
+def inside(folder: Path, name: object, where: str) -> Path:
+    """``folder / name`` with ``name`` normalised (``a/./b`` → ``a/b``), refused with one line naming
+    ``where`` (the record) when ``name`` is absolute or leads out of ``folder``. The check is on the
+    normalised text, not on resolved links, so an image folder made of symlinks (a shared COCO copy)
+    still works; what matters is that the relative name, which becomes a key of the probe set, stays inside."""
+    rel = str(name)
+    root = os.path.abspath(folder)
+    joined = os.path.normpath(os.path.join(root, rel))
+    if os.path.isabs(rel) or joined == root or os.path.commonpath([root, joined]) != root:
+        raise WorkbenchError(f"{where} names image {rel!r}, which leaves the image folder {folder}",
+                             "name an image inside the folder, without '..' or an absolute path")
+    return Path(folder) / os.path.relpath(joined, root)
 
 
 def check_image_file(path: Path, where: str) -> Path:

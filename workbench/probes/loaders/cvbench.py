@@ -17,6 +17,7 @@ from workbench.probes.loaders._common import (
     check_image_file,
     image_bytes_from_cell,
     image_extension,
+    inside,
     letter,
     read_table,
     require_columns,
@@ -49,8 +50,8 @@ def load_cvbench(path: str | Path, images: str | Path | None = None, name: str |
             key = f"images/{rid}.{image_extension(data, where)}"
             sources[key] = data
         else:
-            src = check_image_file(root / str(rec["filename"]), where)
-            key = f"images/{Path(str(rec['filename'])).as_posix()}"
+            src = check_image_file(inside(root, rec["filename"], where), where)
+            key = f"images/{src.relative_to(root).as_posix()}"
             sources[key] = src
         task = str(rec["task"]).lower()
         answer = choices[ord(a) - 65]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.probes.items import ProbeItem
-from workbench.probes.loaders._common import check_image_file, read_jsonl, require_columns, require_file
+from workbench.probes.loaders._common import check_image_file, inside, read_jsonl, require_columns, require_file
 from workbench.probes.probeset import ProbeSet
 
 COLUMNS = ("caption", "label", "relation", "image")
@@ -26,7 +26,7 @@ def load_vsr(jsonl: str | Path, images: str | Path, name: str | None = None) -> 
     items, files = [], {}
     for i, rec in enumerate(records):
         where = f"{jsonl} record {i + 1}"
-        src = images / str(rec["image"])
+        src = inside(images, rec["image"], where)
         if not src.is_file():  # COCO folders are often split into train2017/ val2017/
             if index is None:
                 index = {p.name: p for p in images.rglob("*") if p.is_file()}

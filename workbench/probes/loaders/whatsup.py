@@ -11,7 +11,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.probes.items import ProbeItem
-from workbench.probes.loaders._common import check_image_file, read_jsonl, require_columns, require_file, safe_name
+from workbench.probes.loaders._common import check_image_file, inside, read_jsonl, require_columns, require_file, safe_name
 from workbench.probes.probeset import ProbeSet
 
 COLUMNS = ("id", "question", "answer")
@@ -20,9 +20,9 @@ EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 def _find(images: Path, rec: dict, where: str) -> Path:
     if rec.get("image"):
-        return check_image_file(images / str(rec["image"]), where)
+        return check_image_file(inside(images, rec["image"], where), where)
     for ext in EXTENSIONS:
-        p = images / f"{rec['id']}{ext}"
+        p = inside(images, f"{rec['id']}{ext}", where)
         if p.is_file():
             return check_image_file(p, where)
     raise WorkbenchError(f"no image {rec['id']}{{{','.join(EXTENSIONS)}}} in {images} for {where}", "check the image folder")
