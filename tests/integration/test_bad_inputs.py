@@ -445,3 +445,24 @@ def test_finished_job_workers_are_reaped_on_list(tmp_path):
     listed = reg.list()
     assert sorted(j.state for j in listed) == ["failed", "failed"]
     assert _zombie_children() == []
+
+
+def test_a_silent_ray_cluster_fails_within_its_bound_with_one_line():
+    """``--ray-address`` at a server that accepts and never answers: ray.init retries it for ever (seen > 150 s); the
+    executor gives it ``connect_timeout_s`` and then fails with one line, and the process exits at once after it."""
+    code = ("import ray, sys\nfrom workbench.errors import WorkbenchError\nfrom workbench.sweeps.executors import RayExecutor\n"
+            "try:\n    RayExecutor(address=sys.argv[1], connect_timeout_s=3)._init(ray)\nexcept WorkbenchError as e:\n"
+            "    print('ERROR', e)\n    sys.exit(2)\n")
+    with SilentServer() as cluster:
+        t0 = time.monotonic()
+        try:
+            out = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{cluster.port}"], capture_output=True, text=True, timeout=90,
+                                 env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        except subprocess.TimeoutExpired:
+            pytest.fail("connecting to a silent Ray cluster hung for 90 s")
+        elapsed = time.monotonic() - t0
+    assert out.returncode == 2, out.stdout + out.stderr[-2000:]
+    assert [line for line in out.stdout.splitlines() if line.startswith("ERROR")] == [
+        f"ERROR the Ray cluster at 127.0.0.1:{cluster.port} did not answer within 3 s "
+        "(start it (ray start --head) or drop --ray-address)"]
+    assert elapsed < 30, f"took {elapsed:.1f}s"

@@ -19,6 +19,7 @@ die at any moment and the next run resumes at the first missing chunk, whichever
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -86,6 +87,7 @@ class RayExecutor:
     gpus_per_worker: float = 0.0
     load_kwargs: dict = field(default_factory=dict)
     init_kwargs: dict = field(default_factory=dict)
+    connect_timeout_s: float = 30.0  # for a given --ray-address: a cluster that accepts and never answers fails after this
     name: str = "ray"
     last_worker_pids: tuple[int, ...] = ()
 
@@ -140,10 +142,30 @@ class RayExecutor:
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home: these machines may have no network
         kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False, **self.init_kwargs}
-        try:
-            ray.init(address=self.address, **kwargs)
-        except ConnectionError as e:
-            raise WorkbenchError(f"cannot reach the Ray cluster at {self.address} ({e})", "start it (ray start --head) or drop --ray-address") from None
+        fix = "start it (ray start --head) or drop --ray-address"
+        if self.address is None:  # a local instance: no network, its start-up has no bound of ours
+            ray.init(**kwargs)
+            return True
+        # ray.init retries a cluster that accepts connections and never answers for ever, so it waits in a daemon
+        # thread; past the bound this call fails with one line, and a process that then exits is not held by it
+        outcome: dict[str, BaseException | None] = {}
+
+        def connect() -> None:
+            try:
+                ray.init(address=self.address, **kwargs)
+                outcome["error"] = None
+            except BaseException as e:  # handed to the caller below
+                outcome["error"] = e
+
+        thread = threading.Thread(target=connect, name="ray-init", daemon=True)
+        thread.start()
+        thread.join(self.connect_timeout_s)
+        if "error" not in outcome:
+            raise WorkbenchError(f"the Ray cluster at {self.address} did not answer within {self.connect_timeout_s:g} s", fix)
+        if isinstance(outcome["error"], ConnectionError):
+            raise WorkbenchError(f"cannot reach the Ray cluster at {self.address} ({outcome['error']})", fix) from None
+        if outcome["error"] is not None:
+            raise outcome["error"]
         return True
 
 
