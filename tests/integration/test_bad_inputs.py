@@ -466,3 +466,15 @@ def test_a_silent_ray_cluster_fails_within_its_bound_with_one_line():
         f"ERROR the Ray cluster at 127.0.0.1:{cluster.port} did not answer within 3 s "
         "(start it (ray start --head) or drop --ray-address)"]
     assert elapsed < 30, f"took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize("cmd", [("store", "ls"), ("store", "show", "abc"), ("store", "rm", "abc"), ("store", "gc"), ("store", "fsck"),
+                                 ("heads", "export", "--sweep", "abc", "--out", "{tmp}/h.json")])
+def test_commands_that_read_a_store_refuse_a_missing_one_and_create_nothing(tmp_path, cmd):
+    """A mistyped ``--store`` used to be created as an empty store (and listed as empty) by every store command."""
+    wrong = tmp_path / "no-such-store"
+    r = run(*[c.format(tmp=tmp_path) for c in cmd], "--store", wrong)
+    assert r.exit_code == 2, r.output
+    line = one_line(r)
+    assert str(wrong) in line and ("no effect store" in line or "does not exist" in line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -31,7 +31,7 @@ def export(sweep: str = typer.Option(..., "--sweep", help="Key (or unique prefix
 
     if out.exists() and not force:
         raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
-    st = EffectStore(store)
+    st = EffectStore.existing(store)
     key = st.resolve(sweep)
     m = st.manifest(key)
     if m["spec"]["target"] != "heads":

@@ -110,7 +110,7 @@ def ls(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store f
     """Every cached sweep: key, model, probes, spec and completeness; then one line per entry that cannot be listed."""
     from workbench.store.effects import EffectStore
 
-    entries, problems = EffectStore(store).scan()
+    entries, problems = EffectStore.existing(store).scan()
     t = Table("key", "model", "probes", "alphas", "metric", "positions", "target", "chunks", title=str(store))
     for e in entries:
         s = e.manifest["spec"]
@@ -134,7 +134,7 @@ def show(key: str = typer.Argument(..., help="A sweep key or unique prefix."),
     """A sweep's manifest and its top sites (read from the store; no model needed)."""
     from workbench.store.effects import EffectStore
 
-    st = EffectStore(store)
+    st = EffectStore.existing(store)
     full = st.resolve(key)
     m = st.manifest(full)
     for k in ("key", "model", "model_fingerprint", "family", "probes", "probeset_hash", "n_probes"):
@@ -150,7 +150,7 @@ def rm(key: str = typer.Argument(..., help="A sweep key or unique prefix."),
     """Remove one cached sweep."""
     from workbench.store.effects import EffectStore
 
-    st = EffectStore(store)
+    st = EffectStore.existing(store)
     full = st.resolve(key)
     st.rm(full)
     console.print(f"removed {full[:12]}")
@@ -164,7 +164,7 @@ def gc(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store f
     their manifest's plan. Never chunks a rerun can use: a sweep whose manifest is lost is kept, and gc says so."""
     from workbench.store.effects import EffectStore
 
-    report = EffectStore(store).collect(older_than)
+    report = EffectStore.existing(store).collect(older_than)
     console.print(f"removed {len(report.removed)} leftover(s)" + "".join(f"\n  {r}" for r in report.reasons),
                   highlight=False, markup=False, soft_wrap=True)
     for line in report.kept:

@@ -238,6 +238,15 @@ class EffectStore:
         self.root = Path(root)
         (self.root / "sweeps").mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def existing(cls, root: str | os.PathLike) -> EffectStore:
+        """The store at ``root`` for commands that only read or tidy it: a mistyped ``--store`` is one line, and no
+        empty store is left behind (the constructor creates one, as a sweep needs)."""
+        if not (Path(root) / "sweeps").is_dir():
+            raise WorkbenchError(f"no effect store at {root} (it has no sweeps/ folder)",
+                                 "pass --store with the folder your sweeps were written to (default runs/store, or $WORKBENCH_STORE)")
+        return cls(root)
+
     def folder(self, key: str) -> Path:
         return self.root / "sweeps" / key
 
