@@ -162,10 +162,14 @@ def mlp_layers(interventions: Sequence[Intervention]) -> list[int] | None:
 def prepare(interventions: Sequence[Intervention], site: Site,
             inputs: dict[str, torch.Tensor]) -> tuple[list[int] | None, list[int] | None]:
     """What every backend does first: validate against the model and the batch, require left
-    padding, and return the layers to hook (heads, MLPs; ``None`` = every layer)."""
+    padding, refuse layers that will not run on this batch (:meth:`Site.check_inputs`), and return
+    the layers to hook (heads, MLPs; ``None`` = every layer)."""
     validate(interventions, site, inputs["input_ids"].shape[0])
     check_left_padded(inputs.get("attention_mask"))
-    return head_layers(interventions), mlp_layers(interventions)
+    heads, mlps = head_layers(interventions), mlp_layers(interventions)
+    if heads or mlps or heads is None or mlps is None:
+        site.check_inputs(inputs, None if heads is None or mlps is None else sorted({*heads, *mlps}))
+    return heads, mlps
 
 
 def _at_positions(x: torch.Tensor, positions: str, fn) -> torch.Tensor:

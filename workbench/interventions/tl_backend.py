@@ -4,11 +4,21 @@ An independent implementation path — a different library's hook points on a se
 copy of the model — used as an oracle for the nnsight backend and selectable by users who
 prefer TransformerLens. Per-head outputs are ``blocks.{l}.attn.hook_z`` (``[batch, seq, head,
 head_dim]``, the input of ``o_proj``; query heads under grouped-query attention) and MLP outputs
-``blocks.{l}.hook_mlp_out``; both are edited with the same pure functions as every other backend.
+``blocks.{l}.hook_mlp_out`` (the MLP's contribution to the residual stream: the ``mlp`` output, or
+in Gemma 3 the ``post_feedforward_layernorm`` output — the same site as the sites table's row); both
+are edited with the same pure functions as every other backend.
 
 The bridge wraps (and re-parents) the modules of the model it is given, so this backend boots its
-own copy from the model folder rather than sharing the nnsight model. Tested on LLaVA; the bridge
-also lists LLaVA-NeXT, Idefics3 and Gemma 3 among its architectures (untested here).
+own copy from the model folder rather than sharing the nnsight model. Tested against nnsight (per-head
+α = 0 effects within 1e-4 relative, plus MLP scales) on LLaVA-1.5, LLaVA-NeXT, Idefics3, Gemma 3 and
+LLaVA-OneVision (tests/integration/test_oracles.py, test_llava_folder.py). Refused in one line:
+a folder whose architecture TransformerLens has no adapter for (TransformerLens 4.3: Qwen2-VL,
+PaliGemma, InternVL, SmolVLM2, Mllama), and adapters whose optional libraries are missing (its
+Qwen2.5-VL and Qwen3-VL adapters need torchvision).
+
+Booting never installs anything: TransformerLens 4.3 runs ``pip install torchvision`` when a
+folder's processor fails to load; that fallback is switched off here (the bridge does not need the
+processor — inputs come from ``build_batch``).
 
 Position ids: the bridge derives them from the attention mask (``cumsum − 1``); the transformers
 forward uses ``0 … seq−1`` for every row. Under RoPE only relative positions matter, so the two
@@ -17,7 +27,9 @@ agree to ~1e-6 on left-padded batches; pass ``position_ids`` to both for bit-exa
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,6 +37,45 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.interventions.core import Intervention, edit_heads, edit_mlp, prepare
 from workbench.models.sites import Site
+
+
+def check_adapter(folder: str | Path) -> None:
+    """Refuse, in one line, a folder whose ``architectures`` TransformerLens has no adapter for."""
+    import json
+    from importlib.metadata import version
+
+    from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES
+
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return  # boot_transformers says what is missing
+    archs = json.loads(config.read_text()).get("architectures") or []
+    if archs and not any(a in SUPPORTED_ARCHITECTURES for a in archs):
+        raise WorkbenchError(f"TransformerLens {version('transformer-lens')} has no adapter for {', '.join(archs)}",
+                             "use the nnsight backend (the default) or the torch backend for this family")
+
+
+@contextmanager
+def _no_pip_install():
+    """Switch off TransformerLens's on-the-fly ``pip install torchvision`` while booting (see the module docstring)."""
+    try:
+        from transformer_lens.model_bridge.sources.transformers import helpers
+    except ImportError:
+        yield
+        return
+    original = getattr(helpers, "_ensure_torchvision", None)
+    if original is None:
+        yield
+        return
+
+    def importable_only() -> bool:
+        return importlib.util.find_spec("torchvision") is not None
+
+    helpers._ensure_torchvision = importable_only
+    try:
+        yield
+    finally:
+        helpers._ensure_torchvision = original
 
 
 class TransformerLensBackend:
@@ -36,9 +87,11 @@ class TransformerLensBackend:
         if not Path(folder).is_dir():
             raise WorkbenchError(f"the TransformerLens backend needs a model folder, got {folder!r}",
                                  "load the model from a local folder (or use the nnsight backend)")
+        check_adapter(folder)
         try:
-            self.bridge = TransformerBridge.boot_transformers(str(folder), device=device, dtype=dtype)
-        except (ValueError, KeyError, NotImplementedError) as e:
+            with _no_pip_install():
+                self.bridge = TransformerBridge.boot_transformers(str(folder), device=device, dtype=dtype)
+        except (ValueError, KeyError, NotImplementedError, ImportError) as e:
             raise WorkbenchError(f"TransformerLens cannot bridge {folder}: {str(e).splitlines()[0]}",
                                  "use the nnsight backend for this architecture") from e
         self.site = site
