@@ -18,8 +18,11 @@ Fast and floor are each the median of 3 timed runs after a warm-up at the timed 
 run at a new shape pays for allocator blocks and kernel selection; naive's forwards are all alike).
 
 Rows: the organism on CPU (a random-weight model of the organism's shape when
-assets/models/organism is absent — the timing depends on shapes, not weights), and, when a GPU is
-present, a random-weight LLaVA-1.5-7B-shaped model in bf16 (32 layers × 32 heads, 576 image tokens).
+assets/models/organism is absent — the timing depends on shapes, not weights); a small
+Qwen2.5-VL-shaped random model on CPU (M-RoPE, grouped-query attention 14 : 2 as the 7B's 28 : 4,
+a 224×224 image → 64 image tokens; the packed path gives the copies the last token's 3-D rope ids);
+and, when a GPU is present, a random-weight LLaVA-1.5-7B-shaped model in bf16 (32 layers × 32 heads,
+576 image tokens).
 
     .venv/bin/python analyses/bench_sweep.py [--probes 16] [--gpu-probes 16] [--gpu-naive-variants 96]
 """
@@ -33,12 +36,13 @@ import time
 import torch
 from rich.console import Console
 from rich.table import Table
+from transformers import DynamicCache
 
 from workbench.interventions.torch_hooks import hooked
 from workbench.models.load import VLM, wrap_vlm
 from workbench.models.scaffold import llava_config, word_tokenizer
 from workbench.organism import DEFAULT_MODEL
-from workbench.sweeps.packed import naive_variant_logits, packed_mask, packed_variant_logits
+from workbench.sweeps.packed import PER_TOKEN, full_positions, naive_variant_logits, packed_mask, packed_variant_logits
 
 
 def _sync(device: torch.device) -> None:
@@ -64,23 +68,42 @@ def _inputs(vlm: VLM, n: int, text_len: int = 14) -> dict[str, torch.Tensor]:
     return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device), "pixel_values": pv.to(vlm.device, vlm.dtype)}
 
 
+def _qwen_inputs(vlm: VLM, n: int, text_len: int = 14, image: int = 224) -> dict[str, torch.Tensor]:
+    """Qwen2.5-VL layout: ``pixel_values [n · patches, 3 · 2 · 14 · 14]`` (flattened temporal patches), ``image_grid_thw``,
+    ``(image / 14 / 2)²`` image tokens per row (2×2 merged), and ``mm_token_type_ids`` (1 on them)."""
+    cfg = vlm.model.config
+    g = torch.Generator().manual_seed(0)
+    v = cfg.vision_config
+    grid = image // v.patch_size
+    n_img = (grid // v.spatial_merge_size) ** 2
+    ids = torch.cat([torch.full((n, 1), 2), torch.full((n, n_img), cfg.image_token_id),
+                     torch.randint(10, 60, (n, text_len), generator=g)], dim=1)
+    pv = torch.randn(n * grid * grid, 3 * v.temporal_patch_size * v.patch_size ** 2, generator=g)
+    return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device), "pixel_values": pv.to(vlm.device, vlm.dtype),
+            "image_grid_thw": torch.tensor([[1, grid, grid]] * n, device=vlm.device), "mm_token_type_ids": (ids == cfg.image_token_id).long().to(vlm.device)}
+
+
 def _floor(vlm: VLM, inputs: dict, n_var: int, chunk: int) -> None:
-    """Prefill once, then decode the packed queries chunk by chunk, without hooks."""
+    """Prefill once, then decode the packed queries chunk by chunk, without hooks (the packed path's own
+    position ids and per-token cropping, so M-RoPE rows pay for the same work)."""
     ids = inputs["input_ids"]
     b, t = ids.shape
-    cache = vlm.model(**{**inputs, "input_ids": ids[:, :-1], "attention_mask": inputs["attention_mask"][:, :-1]},
-                      use_cache=True, logits_to_keep=1).past_key_values
+    positions = full_positions(vlm, inputs)
+    cache = DynamicCache()
+    vlm.model(**{k: (x[:, :-1] if k in PER_TOKEN else x) for k, x in inputs.items()}, position_ids=positions[..., :-1], cache=cache,
+              use_cache=True, logits_to_keep=1)
+    last = positions[..., -1:]
     for start in range(0, n_var, chunk):
         c = min(chunk, n_var - start)
         mask = packed_mask(inputs["attention_mask"][:, :-1], c, vlm.dtype)
-        vlm.model(input_ids=ids[:, -1:].expand(b, c), attention_mask=mask, position_ids=torch.full((b, c), t - 1, device=ids.device),
-                  past_key_values=cache, use_cache=True)
+        vlm.model(input_ids=ids[:, -1:].expand(b, c), attention_mask=mask, position_ids=last.expand(*last.shape[:-1], c),
+                  cache=cache, use_cache=True)
         cache.crop(-c)
 
 
-def bench(vlm: VLM, label: str, n_probes: int, chunk: int, naive_sample: int = 0, repeats: int = 3) -> dict:
+def bench(vlm: VLM, label: str, n_probes: int, chunk: int, naive_sample: int = 0, repeats: int = 3, make_inputs=_inputs) -> dict:
     device = vlm.device
-    inputs = _inputs(vlm, n_probes)
+    inputs = make_inputs(vlm, n_probes)
     layers, heads = vlm.site.shape
     alphas = (0.0, 0.5, 2.0)
     variants = torch.ones(len(alphas) * layers * heads, layers, heads)
@@ -113,6 +136,23 @@ def organism(device: str = "cpu") -> tuple[VLM, str]:
     return wrap_vlm(model), "organism-shaped (random weights; organism not built)"
 
 
+def qwen25vl_shaped(device: str = "cpu") -> VLM:
+    """A small random Qwen2.5-VL (real classes): 4 layers × 14 query heads (2 KV heads), head_dim 32, M-RoPE sections
+    [4, 6, 6] (the 7B's [16, 24, 24] at a quarter of its head_dim), a 4-block vision tower (patch 14, 2×2 merge), fp32."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    text = dict(vocab_size=1024, hidden_size=448, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=14,
+                num_key_value_heads=2, head_dim=32, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                rope_scaling={"rope_type": "default", "type": "mrope", "mrope_section": [4, 6, 6]})
+    vision = dict(depth=4, hidden_size=128, intermediate_size=256, out_hidden_size=448, num_heads=4, patch_size=14, spatial_merge_size=2,
+                  temporal_patch_size=2, in_channels=3, window_size=112, fullatt_block_indexes=[3])
+    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=1000, video_token_id=1001, vision_start_token_id=1002)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    return wrap_vlm(model)
+
+
 def llava7b_shaped(device: str = "cuda") -> VLM:
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
@@ -138,6 +178,7 @@ def main() -> None:
     rows = []
     vlm, label = organism("cpu")
     rows.append(bench(vlm, label, args.probes, chunk=1024))
+    rows.append(bench(qwen25vl_shaped("cpu"), "Qwen2.5-VL-shaped (random, small)", args.probes, chunk=1024, make_inputs=_qwen_inputs))
     if torch.cuda.is_available():
         rows.append(bench(llava7b_shaped("cuda"), "LLaVA-1.5-7B-shaped (random, bf16)", args.gpu_probes, chunk=1024,
                           naive_sample=args.gpu_naive_variants))

@@ -1,54 +1,122 @@
 """Exact fast path for last-token interventions: one prefix pass, all variants packed after it.
 
-A last-token intervention cannot change anything before the last position (attention is
-causal), so every variant of a probe shares the prefix — all tokens but the last, image tokens
-included. The packed path
+A last-token intervention cannot change anything before the last position when the prompt's text
+attends causally, so every variant of a probe shares the prefix — all tokens but the last, image
+tokens included. The packed path
 
-1. runs the prefix once per probe with a KV cache;
+1. runs the prefix once per probe batch, filling a plain :class:`~transformers.DynamicCache`
+   (every layer keeps every key, sliding-window layers included — see below);
 2. appends V copies of the last token as V *packed query tokens*, in one forward over the cache,
    with a 4D attention mask that lets each copy attend to the (unpadded) prefix and to itself
-   only, the same position id for all (the one the last token has in the full forward), and a
+   only, the position ids the last token has in the full forward given to every copy, and a
    per-token head scale (``HeadScale`` with ``alpha [1, V, layer, head]``, ``positions="all"``),
    so copy v runs variant v;
-3. crops the cache back to the prefix for the next chunk of variants.
+3. crops each cache layer back to its length after the prefix for the next chunk of variants (a
+   cross-attention layer's cache holds image keys, which the copies do not extend: it is left as is).
 
 Each copy then computes exactly what the naive path (one full forward per variant) computes at
-the last position, up to floating-point summation order; the tests hold it to 1e-5 relative in
-fp32. Variants are MLP scales too (``mlp_alphas``).
+the last position, up to floating-point summation order; ``tests/integration/test_packed.py``
+holds it to 1e-5 relative in fp32, with left padding and several chunks, for head and MLP
+variants, on every row marked ``packable``: LLaVA-1.5, LLaVA-NeXT, LLaVA-OneVision, Idefics3 /
+SmolVLM, InternVL, Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Gemma 3 and Mllama. What varies by family is
+read as data:
 
-Valid for decoders whose text tokens attend causally with 1D rotary positions and no sliding
-window: the sites table marks them ``packable`` (LLaVA-1.5 and the organism, LLaVA-NeXT,
-Idefics3/SmolVLM). PaliGemma's prompt attends bidirectionally (the last token is part of the
-prefix), Qwen2-VL uses 3D rotary positions, and Gemma 3's sliding window is not expressed by a
-custom mask: :func:`check_packable` refuses them; the naive path serves every family.
+- **Position ids** (``SiteRow.positions``). ``"1d"``: token i of the padded row has position i
+  (what the Llama/Mistral/Qwen2/Gemma decoders compute when given none), so the prefix gets
+  ``0 … t−2`` and every copy ``t−1``. ``"mrope"`` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): multimodal
+  rotary ids ``[3 (temporal, height, width), batch, seq]`` from the model's own
+  ``get_rope_index`` over the *full* prompt; the prefix gets their first t−1 columns and every
+  copy the last column. The model computes these ids only when none are passed, so cropping the
+  inputs alone would be wrong: after an image a text token's id is its index plus the row's
+  (negative) rope delta — an image of n tokens spans only max(h, w) ids — which a forward over
+  the copies alone cannot know.
+- **Per-token inputs** (:data:`PER_TOKEN`: ``mm_token_type_ids``, ``token_type_ids``,
+  ``cross_attention_mask`` …) are cropped with the prefix; those the copies need too
+  (:data:`COPIES_CARRY`: Mllama's ``cross_attention_mask [batch, seq, images, tiles]``, which image
+  tiles a token's cross-attention layers see) give every copy the last token's row.
+- **Sliding-window layers** (read from the text config's ``layer_types`` / ``sliding_window``:
+  Gemma 3). The model takes a dict of masks keyed by layer type and uses any 4D mask as given, so
+  the copies get one mask per type: on ``"sliding_attention"`` layers a copy at position p sees
+  only prefix keys j with p − j < window (the rule of the model's own mask,
+  ``kv_idx > q_idx − sliding_window``). The model's default cache keeps only window − 1 keys on
+  those layers, which would drop keys and shift the copies' key indices, hence the plain cache.
+
+Refused (:func:`check_packable`, one line naming the reason; the naive path serves every family):
+a row not marked ``packable`` says why in ``SiteRow.unpackable`` — PaliGemma, whose prompt (the
+last token included) is one bidirectional prefix block: every prompt token attends to the last
+one, so a last-token edit changes the whole prompt from the next layer on and no prefix is shared
+(an exact saving there would be a different one: the vision tower once per batch, recomputing only
+the layers from the edited one up; not built). A new row without ``packable`` is refused as not
+yet checked against the naive path.
 """
 
 from __future__ import annotations
 
 import torch
+from transformers import DynamicCache
 
 from workbench.errors import WorkbenchError
 from workbench.interventions.core import HeadScale, MlpScale, check_left_padded
 from workbench.interventions.torch_hooks import hooked
 from workbench.models.load import VLM
 
+PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids", "cross_attention_mask")  # [batch, seq, …]
+COPIES_CARRY = ("cross_attention_mask",)  # per-token inputs the packed copies need too: each copy gets the last token's row
+POSITION_SCHEMES = ("1d", "mrope")
+
 
 def check_packable(vlm: VLM) -> None:
-    """Refuse families whose attention the packed mask cannot reproduce (``SiteRow.packable``)."""
-    if not vlm.site.row.packable:
-        raise WorkbenchError(f"the packed fast path is not exact for {vlm.site.row.family} (bidirectional prefix, 3D positions "
-                             "or a sliding window)", "use the naive path (--engine naive)")
+    """Refuse families whose attention the packed mask cannot reproduce (``SiteRow.packable``), saying why."""
+    row = vlm.site.row
+    if not row.packable:
+        why = row.unpackable or "its packed path has not been checked against the naive one"
+        raise WorkbenchError(f"the packed fast path is not exact for {row.family}: {why}", "use the naive path (--engine naive)")
+    if row.positions not in POSITION_SCHEMES:
+        raise WorkbenchError(f"{row.family} has unknown position scheme {row.positions!r}",
+                             f"set SiteRow.positions to one of {', '.join(POSITION_SCHEMES)} in workbench/models/sites.py")
 
 
-def packed_mask(prefix_mask: torch.Tensor, c: int, dtype: torch.dtype) -> torch.Tensor:
+def full_positions(vlm: VLM, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Position ids of the full prompt as the model computes them when given none:
+    ``[batch, seq]`` (``"1d"``) or ``[3, batch, seq]`` (``"mrope"``, from the model's ``get_rope_index``)."""
+    ids = inputs["input_ids"]
+    index = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape)
+    if vlm.site.row.positions != "mrope":
+        return index
+    if "mm_token_type_ids" in inputs:
+        return vlm.model.model.get_rope_index(**inputs)[0].to(ids.device)
+    if inputs.get("image_grid_thw") is not None or inputs.get("video_grid_thw") is not None:
+        raise WorkbenchError(f"this {vlm.site.row.family} batch has images but no mm_token_type_ids, so its M-RoPE ids cannot be computed",
+                             "build the batch with the family's processor (build_batch), which returns mm_token_type_ids")
+    return index.expand(3, *ids.shape)  # text only: the model's own fallback, the token index on all three axes
+
+
+def sliding_window(vlm: VLM) -> int | None:
+    """The text decoder's window when some of its layers are ``"sliding_attention"`` (else None)."""
+    tc = vlm.model.config.get_text_config(decoder=True)
+    return tc.sliding_window if "sliding_attention" in (getattr(tc, "layer_types", None) or ()) else None
+
+
+def packed_mask(prefix_mask: torch.Tensor, c: int, dtype: torch.dtype, window: int | None = None) -> torch.Tensor:
     """The additive 4D mask ``[batch, 1, c, prefix + c]`` of c packed query tokens after a prefix whose
-    attention mask is ``prefix_mask [batch, prefix]``: each copy sees the unpadded prefix and itself only."""
+    attention mask is ``prefix_mask [batch, prefix]``: each copy sees the unpadded prefix and itself only.
+
+    With ``window``, a copy (at position ``prefix``) also stops seeing prefix keys j with ``prefix − j ≥ window``."""
     b, prefix_len = prefix_mask.shape
     blocked = torch.finfo(dtype).min
+    seen = prefix_mask != 0  # [batch, prefix]
+    if window is not None:
+        seen = seen & (torch.arange(prefix_len, device=prefix_mask.device) > prefix_len - window)
     attend = torch.zeros(b, 1, c, prefix_len + c, dtype=dtype, device=prefix_mask.device)
-    attend[:, :, :, :prefix_len].masked_fill_(prefix_mask[:, None, None, :] == 0, blocked)  # padding of the prefix
+    attend[:, :, :, :prefix_len].masked_fill_(~seen[:, None, None, :], blocked)
     attend[:, :, :, prefix_len:].masked_fill_(~torch.eye(c, dtype=torch.bool, device=prefix_mask.device), blocked)
     return attend
+
+
+def _cached(layer) -> int:
+    """Keys held by one cache layer (0 for a layer never filled, e.g. a cross-attention layer without an image)."""
+    keys = getattr(layer, "keys", None)
+    return 0 if keys is None else keys.shape[-2]
 
 
 @torch.no_grad()
@@ -66,24 +134,32 @@ def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas
     ids = inputs["input_ids"]
     mask = inputs.get("attention_mask", torch.ones_like(ids))
     b, t = ids.shape
-    prefix_len = t - 1
-    prefix = {**inputs, "input_ids": ids[:, :-1], "attention_mask": mask[:, :-1]}
-    cache = model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+    positions = full_positions(vlm, {**inputs, "attention_mask": mask})  # [..., batch, t]
+    window = sliding_window(vlm)
+    prefix = {k: (v[:, :-1] if k in PER_TOKEN else v) for k, v in {**inputs, "attention_mask": mask}.items()}
+    cache = DynamicCache()  # full-length on every layer: a sliding-window layer's own cache would drop keys
+    model(**prefix, position_ids=positions[..., :-1], cache=cache, use_cache=True, logits_to_keep=1)
+    prefix_lengths = [_cached(layer) for layer in cache.layers]  # a cross-attention layer holds image keys, not tokens
     dtype = next(model.parameters()).dtype
     out = []
     for start in range(0, n_var, chunk):
         c = min(chunk, n_var - start)
         attend = packed_mask(mask[:, :-1], c, dtype)
+        if window is not None:
+            attend = {"full_attention": attend, "sliding_attention": packed_mask(mask[:, :-1], c, dtype, window)}
         interventions = []
         if head_alphas is not None:
             interventions.append(HeadScale(head_alphas[start:start + c].unsqueeze(0).to(ids.device), positions="all"))
         if mlp_alphas is not None:
             interventions.append(MlpScale(mlp_alphas[start:start + c].unsqueeze(0).to(ids.device), positions="all"))
+        last = positions[..., -1:]
+        carried = {k: inputs[k][:, -1:].expand(b, c, *inputs[k].shape[2:]) for k in COPIES_CARRY if k in inputs}
         with hooked(model, site, interventions):
-            logits = model(input_ids=ids[:, -1:].expand(b, c), attention_mask=attend,
-                           position_ids=torch.full((b, c), prefix_len, device=ids.device), past_key_values=cache,
-                           use_cache=True).logits
-        cache.crop(-c)
+            logits = model(input_ids=ids[:, -1:].expand(b, c), attention_mask=attend, position_ids=last.expand(*last.shape[:-1], c),
+                           cache=cache, use_cache=True, **carried).logits
+        for layer, n in zip(cache.layers, prefix_lengths):  # back to the prefix: drop what the copies appended
+            if _cached(layer) > n:
+                layer.crop(n - _cached(layer))
         out.append(logits.float())
     return torch.cat(out, dim=1)
 
