@@ -168,3 +168,64 @@ def test_export_downloads_a_valid_head_set_and_vector(page, server, tmp_path):
         shape = organism_shape()
         assert np.load(io.BytesIO(z.read("eff_attn.npy"))).shape == shape
     screenshot(page, "export")
+
+
+# ---------------------------------------------------------------- a non-LLaVA family's sweep (issue 26)
+
+@pytest.fixture(scope="module")
+def qwen_app(tmp_path_factory):
+    """A tiny random Qwen2.5-VL checkpoint folder (2 layers × 4 query heads), a 4-probe α = 0 sweep of it computed by
+    ``workbench sweep`` into a fresh store, and ``workbench app`` serving that store with the folder as its model
+    (no default sweep: the store's only sweep is this one)."""
+    from typer.testing import CliRunner
+
+    from tests.conftest import cached_probes
+    from workbench.app.background import running_app
+    from workbench.cli import app
+    from workbench.models.scaffold import build_family_folder
+
+    root = tmp_path_factory.mktemp("qwen-app")
+    folder = build_family_folder("qwen2_5_vl", root / "tiny-qwen2.5-vl")
+    cached_probes(n=4, seed=2, canvas=32, object_size=7).save(root / "probes")
+    store = root / "store"
+    r = CliRunner().invoke(app, ["sweep", "--model", str(folder), "--probes", str(root / "probes"), "--alpha", "0", "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    (entry,) = EffectStore(store).ls()
+    with running_app(store, "--model", str(folder), "--no-default-sweep", log=root / "app.log") as url:
+        yield {"url": url, "store": store, "key": entry.key, "model": folder.name}
+
+
+def test_explorer_and_head_page_on_a_qwen2_5_vl_sweep(chromium, qwen_app):
+    """The explorer draws the Qwen2.5-VL sweep (its model name, a 2 × 4 grid holding the stored mean effects); a click on
+    cell L1H3 opens that head's page, whose α-curve is the swept α = 0 (the stored mean) and the identity point α = 1."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        store = EffectStore(qwen_app["store"])
+        frame = store.read(qwen_app["key"])
+        mean = frame.groupby(["layer", "head"])["value"].mean()
+        page.goto(qwen_app["url"])
+        assert heatmap_shape(page) == [2, 4]
+        info = page.locator("#explorer-info")
+        info.get_by_text(f"sweep {qwen_app['key'][:12]}").wait_for(timeout=15_000)
+        assert qwen_app["model"] in info.inner_text() and "1 α × 2 layers × 4 heads" in info.inner_text()
+        z = np.array(page.evaluate(f"{GRAPH.format(id='explorer-heatmap')}.data[0].z"), dtype=float)
+        assert np.allclose(z, [[mean[(layer, head)] for head in range(4)] for layer in range(2)], atol=1e-6)
+        assert np.abs(z).max() > 1e-4, "a non-trivial sweep, or the comparison means nothing"
+        screenshot(page, "explorer-qwen2_5_vl")
+        click_cell(page, 1, 3)
+        page.wait_for_url("**/head?*", timeout=10_000)
+        assert "layer=1" in page.url and "head=3" in page.url and qwen_app["key"] in page.url
+        title = page.locator("#head-title")
+        title.get_by_text("L1H3").wait_for(timeout=10_000)
+        assert qwen_app["model"] in title.inner_text()
+        curve = page.evaluate(f"{GRAPH.format(id='head-curve')}.data[0]")
+        assert curve["x"] == [0, 1] and curve["y"][0] == pytest.approx(mean[(1, 3)], abs=1e-6) and curve["y"][1] == 0
+        assert page.locator("#head-affected .probe-card").count() == 4  # every probe of the set, ranked by its effect
+        screenshot(page, "head-qwen2_5_vl")
+    finally:
+        context.close()
+    assert not errors, f"browser console errors: {errors[:3]}"

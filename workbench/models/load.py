@@ -14,6 +14,13 @@ has none on calls such as ``model_info``), so neither a closed network nor a sil
 hang. ``trust_remote_code`` stays off unless asked for. The device is checked before anything loads
 (:func:`~workbench.models.devices.check_device`): ``cuda`` on a machine without it is one line, not a traceback.
 
+The processor is built here (:func:`load_processor`) and handed to nnsight's ``TransformersModel``,
+which would otherwise call ``AutoProcessor`` itself: without torchvision, the processors whose video part
+is a torchvision class (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, SmolVLM) load in their
+image-only form, the same class without its video processor, and one stderr line says so; with
+torchvision installed ``AutoProcessor`` is used as is (not exercised in this environment). An architecture
+with no row in the sites table is refused from the folder's config.json before anything loads.
+
 The **fingerprint** identifies a model by its config and weights: sha256 over the config JSON and,
 for every state-dict entry in name order, the sha256 of its name, shape, dtype and every byte of
 its values (bf16 as its raw bytes, not converted). It is what every stored result and exported file
@@ -27,9 +34,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import re
+import types
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -42,7 +51,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.models.devices import check_device
-from workbench.models.sites import Site, resolve_site
+from workbench.models.sites import Site, resolve_site, site_row
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -107,6 +116,7 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
         if not (local / "config.json").is_file():
             raise WorkbenchError(f"{local} has no config.json", "point at a Hugging Face model folder")
         source = str(local)
+        _check_architecture(local / "config.json")
     elif not local.exists() and source.startswith((".", "/", "~")):
         raise WorkbenchError(f"model folder {source} does not exist",
                              "check the path (the default organism is built with `workbench organism train`)")
@@ -122,6 +132,7 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
         kwargs["attn_implementation"] = attn_implementation
     try:
         with bounded_hub_client(offline=offline):
+            kwargs["processor"] = load_processor(source, trust_remote_code)  # nnsight would call AutoProcessor itself
             nn = TransformersModel(source, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -129,6 +140,131 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
     model = nn._module
     model.eval().requires_grad_(False)
     return VLM(model=model, processor=nn.processor, site=resolve_site(model), nn=nn, name=_model_name(model, source), source=source)
+
+
+def _check_architecture(config_json: Path) -> None:
+    """An architecture with no row in the sites table fails here, in one line, before any weight or processor loads."""
+    try:
+        model_type = json.loads(config_json.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return  # an unreadable config is reported by the load itself
+    if model_type:
+        site_row(model_type)
+
+
+def torchvision_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
+
+
+class VideoUnavailable:
+    """Stands where a processor's video processor would be when torchvision is missing.
+
+    Reading any of its settings gives None (SmolVLM's ``apply_chat_template`` reads ``num_frames`` and ``fps`` even
+    for an image-only conversation); processing a video with it is one error naming the fix."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return None
+
+    def __call__(self, *args, **kwargs):
+        raise WorkbenchError("video inputs need torchvision, which is not installed", "pip install torchvision")
+
+    def __repr__(self) -> str:
+        return "VideoUnavailable()"
+
+
+@functools.lru_cache(maxsize=None)
+def image_only_processor_class(cls: type) -> type:
+    """``cls`` itself, or — when torchvision is absent and ``cls`` has a video processor — its image-only form.
+
+    A ``ProcessorMixin`` subclass takes its sub-processors from its ``__init__`` signature (``get_attributes``);
+    the video processors of Qwen2-VL, Qwen2.5-VL, SmolVLM, … are torchvision classes, so without torchvision
+    ``from_pretrained`` stops at an ImportError before any image is processed. The image-only form is a subclass
+    with the same name that lists every sub-processor except the video ones (its ``video_processor`` is a
+    :class:`VideoUnavailable`),
+    so ``from_pretrained`` loads the tokenizer, the (PIL) image processor and the chat template as usual and
+    ``processor(text=…, images=…)`` behaves exactly as the ordinary one; only ``videos=`` is unavailable.
+    With torchvision installed the ordinary class is returned (that path is not exercised here: no CPU
+    torchvision build exists for this environment)."""
+    attrs = cls.get_attributes()
+    video = [a for a in attrs if "video" in a]
+    if not video or torchvision_available():
+        return cls
+    image_attrs = [a for a in attrs if a not in video]
+    body: dict[str, Any] = {}
+    init = cls.__init__
+    positional = [p.name for p in inspect.signature(init).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    first = min((positional.index(a) for a in video if a in positional), default=None)
+    if first is not None and inspect.signature(init).parameters[positional[first]].default is inspect.Parameter.empty:
+        # the same function with a None default from the first video argument on (SmolVLM's requires one); the same
+        # code object, because from_pretrained reads the accepted keywords from ``__init__.__code__``
+        params = inspect.signature(init).parameters
+        defaults = tuple(None if params[n].default is inspect.Parameter.empty else params[n].default for n in positional[first:])
+        body["__init__"] = types.FunctionType(init.__code__, init.__globals__, init.__name__, defaults, init.__closure__)
+        body["__init__"].__kwdefaults__ = init.__kwdefaults__
+    return type(cls.__name__, (cls,), {"__module__": cls.__module__, "__doc__": cls.__doc__, **body,
+                                       **{a: VideoUnavailable() for a in video}, "get_attributes": classmethod(lambda c: list(image_attrs))})
+
+
+_WARNED: set[str] = set()
+
+
+def _processor_class_name(source: str) -> str | None:
+    """The processor class a folder names (processor_config.json, else tokenizer_config.json), else the config's default."""
+    for name in ("processor_config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        path = Path(source) / name
+        if path.is_file():
+            try:
+                found = json.loads(path.read_text()).get("processor_class")
+            except (OSError, ValueError):
+                found = None
+            if found:
+                return found
+    try:
+        from transformers import AutoConfig
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+        return PROCESSOR_MAPPING_NAMES.get(AutoConfig.from_pretrained(source).model_type)
+    except Exception:  # an unreadable config is reported by the model load that follows
+        return None
+
+
+def load_processor(source: str, trust_remote_code: bool = False):
+    """The processor of a folder or cached hub id: ``AutoProcessor``, or its image-only form without torchvision.
+
+    Where the family's video processor needs torchvision and it is absent, the processor class is rebuilt by
+    :func:`image_only_processor_class` and one line says so on stderr (once per family); a processor that needs
+    another missing package (e.g. ``num2words`` for SmolVLM) is one :class:`WorkbenchError` naming it."""
+    import sys
+
+    import transformers
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except ImportError as e:
+        err = e
+    msg = str(err)
+    name = _processor_class_name(source)
+    cls = getattr(transformers, name, None) if name else None
+    if "torchvision" in msg.lower() and cls is not None and image_only_processor_class(cls) is not cls:
+        try:
+            processor = image_only_processor_class(cls).from_pretrained(source, trust_remote_code=trust_remote_code)
+        except ImportError as e2:
+            err, msg = e2, str(e2)
+        else:
+            if name not in _WARNED:
+                _WARNED.add(name)
+                print(f"torchvision is not installed: {name} loads its image processor only; video inputs are unavailable",
+                      file=sys.stderr)
+            return processor
+    missing = re.findall(r"`?pip install ([A-Za-z0-9_.\-]+)`?", msg) or re.findall(r"requires the (\w+) library", msg)
+    package = missing[0] if missing else "the package it names"
+    raise WorkbenchError(f"the processor of {source!r} ({name or 'unknown class'}) needs {package}, which is not installed: "
+                         f"{msg.strip().splitlines()[0][:160]}", f"pip install {package}" if missing else "install the package named above") from err
 
 
 def _model_name(model: torch.nn.Module, source: str | None = None) -> str:

@@ -8,6 +8,13 @@ base checkpoints) get the bare question; their processor inserts the image token
 Batches are **left-padded**, so index −1 is every row's real last token: the position where
 the answer is read and where last-token interventions act.
 
+Images go to the processor as one list per prompt (``[[image_0], [image_1], …]``), the nested form every
+processor of the supported families accepts: a flat list is ambiguous, and Gemma 3's and SmolVLM's processors
+read it as one sample holding all the images. The processor's own outputs flow through unchanged — its image-token
+expansion in ``input_ids`` (Qwen's (t·h·w)/merge² ``<|image_pad|>`` per image with ``image_grid_thw``, Idefics3's
+crops, LLaVA-NeXT's anyres tiles with ``image_sizes``), ``token_type_ids``, pixel masks — except training targets
+(:data:`TARGET_KEYS`: PaliGemma's processor returns ``labels``, with which every forward would also compute a loss).
+
 An option's token is the first token the tokenizer produces for the option *as a continuation of
 the prompt* (a space is inserted when the prompt does not end in whitespace, as the model would
 write it). Options of one probe must differ in that token, or no single-position metric can tell
@@ -25,6 +32,8 @@ from workbench.errors import WorkbenchError
 from workbench.models.load import VLM
 from workbench.probes.items import ProbeItem
 from workbench.probes.probeset import ProbeSet
+
+TARGET_KEYS = frozenset({"labels"})  # training targets some processors add (PaliGemma's): a forward given them also computes a loss
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,14 +92,14 @@ def build_batch(vlm: VLM, probes: ProbeSet, items: Sequence[ProbeItem]) -> Batch
         raise WorkbenchError(f"model {vlm.name!r} has no processor", "load it with load_vlm(folder) so prompts can be built")
     tokenizer = processor.tokenizer
     prompts = [prompt_text(processor, it.question) for it in items]
-    images = [probes.image(it) for it in items]
+    images = [[probes.image(it)] for it in items]  # one list per prompt: sample i has exactly image i
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
         enc = processor(text=prompts, images=images, padding=True, return_tensors="pt")
     finally:
         tokenizer.padding_side = side
-    inputs = {k: v.to(vlm.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+    inputs = {k: v.to(vlm.device) for k, v in enc.items() if isinstance(v, torch.Tensor) and k not in TARGET_KEYS}
     if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.dtype)
     k = max(len(it.options) for it in items)
