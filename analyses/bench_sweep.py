@@ -21,15 +21,19 @@ Rows: the organism on CPU (a random-weight model of the organism's shape when
 assets/models/organism is absent — the timing depends on shapes, not weights); a small
 Qwen2.5-VL-shaped random model on CPU (M-RoPE, grouped-query attention 14 : 2 as the 7B's 28 : 4,
 a 224×224 image → 64 image tokens; the packed path gives the copies the last token's 3-D rope ids);
-and, when a GPU is present, a random-weight LLaVA-1.5-7B-shaped model in bf16 (32 layers × 32 heads,
-576 image tokens).
+and, when a GPU is present, two random-weight 7B-shaped models in bf16: LLaVA-1.5-7B (32 layers × 32 heads,
+576 image tokens) and Qwen2.5-VL-7B (28 layers × 28 query heads on 4 KV heads, hidden 3584, M-RoPE sections
+[16, 24, 24], the full 32-block vision tower; a 448×448 image → 32×32 patches of 14 px merged 2×2 → 256 image
+tokens). ``--gpu auto`` (the default) runs the GPU rows exactly when CUDA is available, ``--gpu on`` insists on
+them (and stops at once without CUDA), ``--gpu off`` skips them.
 
-    .venv/bin/python analyses/bench_sweep.py [--probes 16] [--gpu-probes 16] [--gpu-naive-variants 96]
+    .venv/bin/python analyses/bench_sweep.py [--probes 16] [--gpu-probes 16] [--gpu-naive-variants 96] [--gpu auto|on|off]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -168,24 +172,60 @@ def llava7b_shaped(device: str = "cuda") -> VLM:
     return wrap_vlm(model)
 
 
+def qwen25vl7b_config():
+    """Qwen2.5-VL-7B-Instruct's shape (its hub config.json): text 28 layers, hidden 3584, 28 query heads on 4 KV heads
+    (head_dim 128), intermediate 18944, vocab 152064, M-RoPE sections [16, 24, 24] (t, h, w over head_dim / 2 = 64
+    frequencies), rope θ 10⁶; vision 32 blocks of width 1280 (16 heads), window attention (112 px) with full attention
+    at blocks 7, 15, 23, 31, patch 14, 2×2 merge into 3584. Only the config: no weights are made here."""
+    from transformers import Qwen2_5_VLConfig
+
+    text = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                num_key_value_heads=4, head_dim=128, max_position_embeddings=128000, rms_norm_eps=1e-6, bos_token_id=151643,
+                eos_token_id=151645, tie_word_embeddings=False,
+                rope_scaling={"rope_type": "default", "type": "mrope", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0})
+    vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, out_hidden_size=3584, num_heads=16, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
+                  hidden_act="silu")
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=151655, video_token_id=151656,
+                            vision_start_token_id=151652, tie_word_embeddings=False)
+
+
+def qwen25vl7b_shaped(device: str = "cuda") -> VLM:
+    """A random-weight Qwen2.5-VL-7B (:func:`qwen25vl7b_config`, seed 0) in bf16 on ``device`` (~8.3B parameters, ~17 GB)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration(qwen25vl7b_config()).to(torch.bfloat16).eval()
+    return wrap_vlm(model)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--probes", type=int, default=16)
     ap.add_argument("--gpu-probes", type=int, default=16)
     ap.add_argument("--gpu-naive-variants", type=int, default=96, help="naive variants timed at 7B shape (0 = all)")
+    ap.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                    help="the 7B-shaped GPU rows (LLaVA-1.5, Qwen2.5-VL): auto = when CUDA is available")
     args = ap.parse_args()
+    if args.gpu == "on" and not torch.cuda.is_available():
+        ap.error("--gpu on needs CUDA, which torch does not see here (use --gpu auto or off)")
+    gpu = args.gpu == "on" or (args.gpu == "auto" and torch.cuda.is_available())
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     vlm, label = organism("cpu")
     rows.append(bench(vlm, label, args.probes, chunk=1024))
     rows.append(bench(qwen25vl_shaped("cpu"), "Qwen2.5-VL-shaped (random, small)", args.probes, chunk=1024, make_inputs=_qwen_inputs))
-    if torch.cuda.is_available():
+    if gpu:
         rows.append(bench(llava7b_shaped("cuda"), "LLaVA-1.5-7B-shaped (random, bf16)", args.gpu_probes, chunk=1024,
                           naive_sample=args.gpu_naive_variants))
+        torch.cuda.empty_cache()  # the LLaVA model is gone with its row; return its blocks before the second 7B model
+        rows.append(bench(qwen25vl7b_shaped("cuda"), "Qwen2.5-VL-7B-shaped (random, bf16, 448² image)", args.gpu_probes, chunk=1024,
+                          naive_sample=args.gpu_naive_variants, make_inputs=functools.partial(_qwen_inputs, image=448)))
     t = Table(title="last-token head sweep, α ∈ {0, 0.5, 2} on every head (one run, seconds)")
     for c in ("model", "device", "probes", "variants", "naive", "fast", "floor", "fast/naive", "fast/floor"):
         t.add_column(c, justify="right")
-    if torch.cuda.is_available():
+    if gpu:
         t.caption = f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}"
     for r in rows:
         naive = f"{r['naive']:.2f}" + (f" (est. from {r['naive_timed']})" if r["naive_timed"] < r["variants"] else "")

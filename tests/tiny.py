@@ -45,6 +45,9 @@ CONFIGS = {
                        image_token_id=IMAGE_TOKEN, video_token_id=251, vision_start_token_id=252),
     "idefics3": dict(text_config=dict(model_type="llama", **TEXT), vision_config=dict(hidden_size=32, intermediate_size=64,
                      num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8), scale_factor=2, image_token_id=IMAGE_TOKEN),
+    # SmolVLM / SmolVLM2: Idefics3's layout (a SigLIP-style tower, pixel shuffle by 2) under its own config and model classes
+    "smolvlm": dict(text_config=dict(model_type="llama", **TEXT), vision_config=dict(hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8), scale_factor=2, image_token_id=IMAGE_TOKEN),
     "paligemma": dict(text_config=dict(model_type="gemma", **TEXT), vision_config={**SIGLIP, "projection_dim": 64},
                       image_token_id=IMAGE_TOKEN, projection_dim=64),
     "gemma3": dict(text_config=dict(model_type="gemma3_text", **TEXT, sliding_window=16), vision_config=SIGLIP,
@@ -96,7 +99,7 @@ def tiny_inputs(family: str, batch: int = 2, text_len: int = 6, seed: int = 1, p
         pixel_values, n_img = torch.randn(batch, 3, 32, 32, generator=g), 16
     elif family == "gemma3":
         pixel_values, n_img = torch.randn(batch, 3, 32, 32, generator=g), 4
-    elif family == "idefics3":
+    elif family in ("idefics3", "smolvlm"):  # [batch, images, 3, H, W]: 4×4 patches, pixel-shuffled by 2 → 4 tokens
         pixel_values, n_img = torch.randn(batch, 1, 3, 32, 32, generator=g), 4
     elif family in ("llava_next", "llava_onevision"):  # anyres: the base image and one 32×32 crop
         pixel_values = torch.randn(batch, 2, 3, 32, 32, generator=g)

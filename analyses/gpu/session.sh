@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU session's runs (the `device` machine: one H100, torch 2.11, no nnsight): what was run, in order.
 #   bash analyses/gpu/session.sh setup     # install the carried wheels (.whl: nnsight, transformers 5.23 and deps)
-#   bash analyses/gpu/session.sh bench     # analyses/bench_sweep.py with the 7B-shaped GPU row
+#   bash analyses/gpu/session.sh bench     # analyses/bench_sweep.py with the 7B-shaped GPU rows (LLaVA-1.5, Qwen2.5-VL; --gpu auto)
 #   bash analyses/gpu/session.sh launch    # render the 2M-item pool, start the organism runs in the background
 #   bash analyses/gpu/session.sh status    # training logs so far
 #   bash analyses/gpu/session.sh collect   # tar each finished run into $OUT

@@ -251,6 +251,32 @@ def test_processor_needing_a_missing_package_is_one_line_exit_2(family_folders, 
     assert "needs num2words, which is not installed" in line and "pip install num2words" in line
 
 
+def _break_json(folder):
+    (folder / "processor_config.json").write_text('{"image_processor": {')  # cut off mid-object
+
+
+def _break_class(folder):
+    cfg = folder / "processor_config.json"
+    cfg.write_text(cfg.read_text().replace('"Qwen2_5_VLProcessor"', '"NoSuchVLProcessor"'))
+
+
+@pytest.mark.parametrize("breakage,problem", [(_break_json, "is not a valid JSON file"),
+                                               (_break_class, "names processor class 'NoSuchVLProcessor', which transformers")],
+                         ids=["invalid-json", "unknown-processor-class"])
+def test_processor_that_cannot_be_built_is_one_line_exit_2(breakage, problem, family_folders, tmp_path):
+    """A Qwen2.5-VL folder whose processor_config.json is cut off, or names a processor class transformers lacks (where
+    AutoProcessor silently falls back to the bare tokenizer): one line naming the folder, the file and the fix."""
+    import shutil
+
+    folder = shutil.copytree(family_folders["qwen2_5_vl"], tmp_path / "qwen2_5_vl")
+    breakage(folder)
+    r = runner.invoke(app, ["model", "info", str(folder)])
+    assert r.exit_code == 2
+    line = _one_line(r)
+    assert f"the processor of {str(folder)!r} could not be built" in line and problem in line, line
+    assert "processor_config.json" in line and "re-download" in line, line
+
+
 # ---------------------------------------------------------------- ScAle training and deployment, per family
 
 def _hooks(model: torch.nn.Module) -> int:

@@ -8,7 +8,7 @@ hook must actually change the output.
 Mllama's layer 1 is a cross-attention layer (heads at ``cross_attn.o_proj``): every oracle above runs
 on it too, because the parametrized heads include layer 1. TransformerLens 4.3 is compared with
 nnsight on every tiny family it has an adapter for, and its one-line refusal is asserted for the rest
-(no adapter: Qwen2-VL, PaliGemma, InternVL, Mllama; adapter needs torchvision: Qwen2.5-VL, Qwen3-VL).
+(no adapter: Qwen2-VL, PaliGemma, InternVL, Mllama, SmolVLM; adapter needs torchvision: Qwen2.5-VL, Qwen3-VL).
 """
 
 import copy
@@ -349,6 +349,7 @@ TL_REFUSES = {"qwen2_vl": "has no adapter for Qwen2VLForConditionalGeneration",
               "paligemma": "has no adapter for PaliGemmaForConditionalGeneration",
               "internvl": "has no adapter for InternVLForConditionalGeneration",
               "mllama": "has no adapter for MllamaForConditionalGeneration",
+              "smolvlm": "has no adapter for SmolVLMForConditionalGeneration",
               **({} if _torchvision() else {"qwen2_5_vl": "Qwen2_5_VLArchitectureAdapter needs the optional torchvision",
                                              "qwen3_vl": "Qwen3VLArchitectureAdapter needs the optional torchvision"})}
 

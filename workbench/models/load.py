@@ -237,16 +237,35 @@ def load_processor(source: str, trust_remote_code: bool = False):
 
     Where the family's video processor needs torchvision and it is absent, the processor class is rebuilt by
     :func:`image_only_processor_class` and one line says so on stderr (once per family); a processor that needs
-    another missing package (e.g. ``num2words`` for SmolVLM) is one :class:`WorkbenchError` naming it."""
+    another missing package (e.g. ``num2words`` for SmolVLM) is one :class:`WorkbenchError` naming it.
+
+    A model folder whose processor cannot be built is one :class:`WorkbenchError` too, naming the folder and the file to
+    repair: a processor/preprocessor/tokenizer config that is not valid JSON (transformers raises ``OSError``) or names an
+    image processor it does not know (``ValueError``), and a ``processor_class`` that transformers lacks — there
+    ``AutoProcessor`` silently returns the bare tokenizer, which would fail only later, at the first image."""
     import sys
 
     import transformers
-    from transformers import AutoProcessor
+    from transformers import AutoProcessor, ProcessorMixin
 
+    folder = Path(source).is_dir()
+    fix = (f"repair or re-download the processor files of {source!r} (processor_config.json / preprocessor_config.json, "
+           "tokenizer_config.json) from the model's hub page")
     try:
-        return AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
     except ImportError as e:
         err = e
+    except (OSError, ValueError) as e:
+        if not folder or "trust_remote_code" in str(e):  # a hub id's download, or custom code: load_vlm reports those as before
+            raise
+        raise WorkbenchError(f"the processor of {source!r} could not be built: {(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}",
+                             fix) from e
+    else:
+        named = _processor_class_name(source) if folder else None
+        if not isinstance(processor, ProcessorMixin) and named and getattr(transformers, named, None) is None:
+            raise WorkbenchError(f"the processor of {source!r} could not be built: its processor config names processor class "
+                                 f"{named!r}, which transformers {transformers.__version__} does not have", fix)
+        return processor
     msg = str(err)
     name = _processor_class_name(source)
     cls = getattr(transformers, name, None) if name else None
@@ -255,6 +274,11 @@ def load_processor(source: str, trust_remote_code: bool = False):
             processor = image_only_processor_class(cls).from_pretrained(source, trust_remote_code=trust_remote_code)
         except ImportError as e2:
             err, msg = e2, str(e2)
+        except (OSError, ValueError) as e2:
+            if not folder or "trust_remote_code" in str(e2):
+                raise
+            raise WorkbenchError(f"the processor of {source!r} could not be built: {(str(e2).strip().splitlines() or [type(e2).__name__])[0][:200]}",
+                                 fix) from e2
         else:
             if name not in _WARNED:
                 _WARNED.add(name)
