@@ -230,9 +230,19 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
+def write_object_npy(path: Path, items: list) -> None:
+    """An object-array ``.npy`` as an attacker would craft it: the format's header (dtype ``|O``) and a pickle of
+    ``items`` as the body. Written by hand so that nothing here ever goes through a pickle-allowing numpy call."""
+    import pickle
+
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": (len(items),)})
+        f.write(pickle.dumps(items))
+
+
 def test_scale_import_never_unpickles_an_object_array(llava_folder, tmp_path):
     marker = tmp_path / "ran"
-    np.save(tmp_path / "mlp.npy", np.array([Payload(marker), 1.0], dtype=object), allow_pickle=True)
+    write_object_npy(tmp_path / "mlp.npy", [Payload(marker), 1.0])
     r = run("scale", "import", "--mlp", tmp_path / "mlp.npy", "--model", llava_folder, "--out", tmp_path / "v")
     assert r.exit_code == 2, r.output
     assert "object" in one_line(r) and not marker.exists() and not (tmp_path / "v.safetensors").exists()

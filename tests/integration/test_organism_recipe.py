@@ -12,7 +12,7 @@ from workbench.cli import app
 from workbench.errors import WorkbenchError
 from workbench.models.load import load_vlm
 from workbench.organism.deficit import _surgery
-from workbench.organism.train import OrganismConfig, build, eval_probes, pick_device, train, train_probes
+from workbench.organism.train import OrganismConfig, build, eval_probes, load_checkpoint, pick_device, train, train_probes
 
 TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, data="set", patch=8, grid=0, object_size=0, patch_loss=0.0, layers=2, heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
 
@@ -99,7 +99,7 @@ def test_a_run_resumed_with_another_thread_count_records_both_and_says_so(tmp_pa
     try:
         torch.set_num_threads(1)
         assert train(cfg, tmp_path / "m", device="cpu", log=logged.append, checkpoint=ckpt, stop_after=3) is None
-        assert torch.load(ckpt, weights_only=False)["threads"] == [1]
+        assert load_checkpoint(ckpt)["threads"] == [1]
         torch.set_num_threads(2)
         summary = train(cfg, tmp_path / "m", device="cpu", log=logged.append, checkpoint=ckpt)
     finally:
@@ -254,7 +254,7 @@ def test_patch_loss_trains_the_vision_tower_and_is_checkpointed(tmp_path):
     a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "aux" / "model.safetensors")
     tower = [k for k in a if "vision_tower" in k and k.endswith("weight")]
     assert tower and any(not torch.equal(a[k], b[k]) for k in tower)
-    state = torch.load(tmp_path / "aux.pt", weights_only=False)
+    state = load_checkpoint(tmp_path / "aux.pt")
     assert set(state["readout"]) == {f"{h}.{p}" for h in ("color", "shape", "row", "col") for p in ("weight", "bias")}
     assert state["where"] is None
     assert not any("readout" in k or "color." in k for k in b)  # the shipped model is a plain LLaVA
@@ -264,7 +264,7 @@ def test_patch_loss_trains_the_vision_tower_and_is_checkpointed(tmp_path):
     w = load_file(tmp_path / "where" / "model.safetensors")
     changed = {k for k in a if not torch.equal(a[k], w[k])}
     assert any(".layers.0." in k and "language_model" in k for k in changed)
-    assert set(torch.load(tmp_path / "where.pt", weights_only=False)["where"]) == {"heads.weight", "heads.bias"}
+    assert set(load_checkpoint(tmp_path / "where.pt")["where"]) == {"heads.weight", "heads.bias"}
     assert not any("heads." in k for k in w)
 
 
