@@ -1,4 +1,4 @@
-"""Pieces every page uses: layer × head heatmaps, form fields with their error line, job cards."""
+"""Pieces every page uses: layer × head heatmaps, form fields with their error line, job cards, the store's notice."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import html
 
-from workbench.app.data import ALL
+from workbench.app.data import ALL, catalog_problems
+from workbench.app.settings import current
 from workbench.jobs.registry import Job
 
 DIVERGING = "RdBu"  # negative (the metric fell) red, positive blue, 0 white
@@ -78,3 +79,11 @@ def job_card(job: Job, cancel_id: dict, extra=None) -> html.Div:
 def relation_options(relations=()) -> list[dict]:
     """The relation filter's choices: every probe (``data.ALL``), then each relation the sweep's probes have."""
     return [{"label": "all probes", "value": ALL}] + [{"label": r, "value": r} for r in sorted(set(relations) - {""})]
+
+
+def store_notice(page) -> html.Div:
+    """One line per store entry the listings skip, each saying to run `workbench store fsck` (empty when none)."""
+    lines = catalog_problems(current().store)
+    return html.Div([html.P(f"{len(lines)} store entries cannot be read and are left out:")] + [html.P(line, className="mono")
+                                                                                                   for line in lines] if lines else [],
+                    id=page.problems, className="notice" if lines else "")

@@ -328,8 +328,9 @@ class EffectStore:
     def chunk_names(self, key: str) -> list[str]:
         return sorted(p.stem for p in self.folder(key).glob("*.parquet"))
 
-    def _missing(self, key: str, names: Iterable[str]) -> tuple[list[str], list[CorruptChunk]]:
-        todo, corrupt = [], []
+    def _check_all(self, key: str, names: Iterable[str]) -> tuple[list[pd.DataFrame], list[str], list[CorruptChunk]]:
+        """(the frames of the chunks that read and check, names to compute, corrupt chunks): each chunk read once."""
+        frames, todo, corrupt = [], [], []
         have = set(self.chunk_names(key))
         manifest = self.manifest(key)
         for name in names:
@@ -337,27 +338,27 @@ class EffectStore:
                 todo.append(name)
                 continue
             try:
-                self._read_checked(key, name, manifest)
+                frames.append(self._read_checked(key, name, manifest))
             except CorruptChunk as e:
                 corrupt.append(e)
                 todo.append(name)
-        return todo, corrupt
+        return frames, todo, corrupt
 
     def missing(self, key: str, names: Iterable[str]) -> tuple[list[str], list[str]]:
         """(names to compute, corrupt chunk reports): a chunk is present only if it reads and checks."""
-        todo, corrupt = self._missing(key, names)
+        _, todo, corrupt = self._check_all(key, names)
         return todo, [str(e) for e in corrupt]
 
     def read(self, key: str) -> pd.DataFrame:
         """All chunks of a complete sweep, verified, as one long-form frame."""
         manifest = self.manifest(key)
-        todo, corrupt = self._missing(key, manifest["chunks"])
+        frames, todo, corrupt = self._check_all(key, manifest["chunks"])  # every chunk read and verified once
         if corrupt:
             raise CorruptChunk(corrupt[0].problem, "run the sweep again to recompute it, or `workbench store fsck --fix`")
         if todo:
             raise WorkbenchError(f"sweep {key[:12]}… is incomplete ({len(todo)} of {len(manifest['chunks'])} chunks missing)",
                                  "run the same sweep again to finish it")
-        return pd.concat([self._read_checked(key, n, manifest) for n in manifest["chunks"]], ignore_index=True)
+        return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------------------ listing
     def entry(self, key: str) -> SweepEntry:

@@ -14,7 +14,7 @@ import numpy as np
 from dash import Input, Output, callback, dash_table, dcc, html
 
 from workbench.app import data, ids
-from workbench.app.components import field, heatmap
+from workbench.app.components import field, heatmap, store_notice
 from workbench.app.settings import current
 from workbench.errors import WorkbenchError
 
@@ -29,8 +29,6 @@ def items() -> list[dict]:
 
 
 def layout(**_):
-    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
-
     options = items()
     by_kind = [[o["value"] for o in options if o["value"].startswith(k)] for k in ("vector:", "sweep:")]
     first = next((v[:2] for v in by_kind if len(v) >= 2), [o["value"] for o in options[:2]])  # two of one kind: a difference map

@@ -5,7 +5,7 @@ sweep; α and relation pick the matrix within it. The choices are re-read from t
 seconds, so a sweep that finishes elsewhere appears without a reload.
 
 A store entry that cannot be read (a garbage manifest, a broken probe set or vector) is left out of the
-choices and named in a notice at the top (:func:`store_notice`, shared by the other pages); a sweep whose
+choices and named in a notice at the top (:func:`~workbench.app.components.store_notice`, shared by every page); a sweep whose
 chunks fail their checks gets its one-line message in place of the heatmap.
 """
 
@@ -15,7 +15,7 @@ import dash
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from workbench.app import data, ids
-from workbench.app.components import empty_figure, field, heatmap, relation_options
+from workbench.app.components import empty_figure, field, heatmap, relation_options, store_notice
 from workbench.app.settings import current
 from workbench.errors import WorkbenchError
 
@@ -48,14 +48,6 @@ def resolve(rows: list[dict], chosen: dict) -> tuple[dict, dict]:
     rows = [r for r in rows if values["alpha"] in r["alphas"]]
     values["key"] = rows[0]["key"] if rows else None
     return options, values
-
-
-def store_notice(page) -> html.Div:
-    """One line per store entry the listings skip, each saying to run `workbench store fsck` (empty when none)."""
-    lines = data.catalog_problems(current().store)
-    return html.Div([html.P(f"{len(lines)} store entries cannot be read and are left out:")] + [html.P(line, className="mono")
-                                                                                                   for line in lines] if lines else [],
-                    id=page.problems, className="notice" if lines else "")
 
 
 def layout(**_):

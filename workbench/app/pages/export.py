@@ -10,7 +10,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from workbench.app import data, exports, ids
-from workbench.app.components import field, relation_options
+from workbench.app.components import field, relation_options, store_notice
 from workbench.app.settings import current
 from workbench.errors import WorkbenchError
 from workbench.jobs.params import NAME_PATTERN
@@ -20,8 +20,6 @@ X = ids.export
 
 
 def layout(**_):
-    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
-
     root = current().store
     sweeps = [{"label": r["label"], "value": r["key"]} for r in data.catalog(root) if r["complete"] and r["target"] == "heads"]
     vecs = [{"label": f"{v['name']} ({v['model']}, {v['mode']})", "value": v["name"]} for v in data.vectors(root)]

@@ -12,7 +12,7 @@ import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench.app import ids
-from workbench.app.components import KEEP, field, job_card
+from workbench.app.components import KEEP, field, job_card, store_notice
 from workbench.app.settings import current, known_models
 from workbench.jobs import FieldError, JobRegistry, sweep_params
 from workbench.jobs.params import DEFAULT_PROBES, METRICS
@@ -33,8 +33,6 @@ def probe_options() -> list[dict]:
 
 def layout(**_):
     s = current()
-    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
-
     return html.Div([
         html.H2("Run a sweep"),
         store_notice(S),

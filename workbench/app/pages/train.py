@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dash_table, dcc, html
 from plotly.subplots import make_subplots
 
 from workbench.app import data, ids
-from workbench.app.components import KEEP, field, job_card
+from workbench.app.components import KEEP, field, job_card, store_notice
 from workbench.app.exports import saved_headsets
 from workbench.app.pages.sweeps import probe_options
 from workbench.app.settings import current, known_models
@@ -31,8 +31,6 @@ def layout(**_):
 
     saved = [{"label": f"{name} ({len(hs.heads)} heads)", "value": ", ".join(f"L{a}H{b}" for a, b in hs.heads)}
              for name, hs in saved_headsets(current().store)]
-    from workbench.app.pages.explorer import store_notice  # at call time: a page module imported at load would register twice
-
     runs = JobRegistry(current().store).list("train")  # newest first: coming back shows the run that was being watched
     return html.Div([
         html.H2("Train a ScAle vector"),
