@@ -63,7 +63,7 @@ def test_parse_options_forms():
     assert parse_options("no options here") == {}
 
 
-@pytest.mark.parametrize("col", ["id", "text", "image", "oracle_option"])
+@pytest.mark.parametrize("col", ["id", "text", "oracle_option"])  # no image column: the tqa refusal (test_published_layouts)
 def test_spatialeval_missing_column_names_file_and_column(tmp_path, col):
     path = _spatialeval(tmp_path / "vqa.parquet", drop=col)
     with pytest.raises(WorkbenchError, match=f"vqa.parquet lacks column '{col}'"):

@@ -31,6 +31,7 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.models.load import VLM
 from workbench.probes.items import ProbeItem
+from workbench.probes.loaders.wrappers import check_question
 from workbench.probes.probeset import ProbeSet
 
 TARGET_KEYS = frozenset({"labels"})  # training targets some processors add (PaliGemma's): a forward given them also computes a loss
@@ -85,12 +86,25 @@ def _option_ids(tokenizer, tail: str, options: tuple[str, ...]) -> tuple[int, ..
     return cache[(tail, options)]
 
 
+IMAGE_TOKEN_ATTRS = ("image_token", "boi_token", "eoi_token", "video_token", "fake_image_token", "global_image_token")
+
+
+def check_questions(processor, items: Sequence[ProbeItem]) -> None:
+    """One error naming the probe whose question already holds a chat wrapper or an image token (the generic
+    markers of :mod:`workbench.probes.loaders.wrappers` and this processor's own image tokens): its prompt would
+    be wrapped twice and its image counted twice, which transformers reports only as a bare ValueError."""
+    extra = [t for t in (getattr(processor, a, None) for a in IMAGE_TOKEN_ATTRS) if isinstance(t, str) and t]
+    for it in items:
+        check_question(it.question, f"probe {it.id!r}", extra)
+
+
 def build_batch(vlm: VLM, probes: ProbeSet, items: Sequence[ProbeItem]) -> Batch:
     """Prompts, images and option ids for ``items`` (whose images live in ``probes``)."""
     processor = vlm.processor
     if processor is None:
         raise WorkbenchError(f"model {vlm.name!r} has no processor", "load it with load_vlm(folder) so prompts can be built")
     tokenizer = processor.tokenizer
+    check_questions(processor, items)
     prompts = [prompt_text(processor, it.question) for it in items]
     images = [[probes.image(it)] for it in items]  # one list per prompt: sample i has exactly image i
     side = tokenizer.padding_side

@@ -54,6 +54,22 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def read_json(path: Path) -> list:
+    """A whole-file JSON array (indented or not), as What'sUp publishes its annotations."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise WorkbenchError(f"{path} is not UTF-8 text", "re-download the file") from e
+    except json.JSONDecodeError as e:
+        raise WorkbenchError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})", "re-download or re-export the file") from e
+    if not isinstance(data, list):
+        raise WorkbenchError(f"{path} holds a JSON {type(data).__name__}, not an array of records",
+                             "check that it is the right file")
+    if not data:
+        raise WorkbenchError(f"{path} has no records", "check that it is the right file")
+    return data
+
+
 def read_table(path: Path) -> list[dict]:
     """Records of a .parquet, .jsonl or .json file (a folder: all its .parquet files, sorted)."""
     if path.is_dir():
@@ -68,6 +84,12 @@ def read_table(path: Path) -> list[dict]:
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise WorkbenchError(f"{path} is not a readable parquet file ({type(e).__name__})", "re-download or re-export it") from e
         return df.to_dict(orient="records")
+    if suffix == ".json" and path.read_text(encoding="utf-8", errors="replace").lstrip().startswith("["):
+        records = read_json(path)
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise WorkbenchError(f"{path} record {bad + 1} is not a JSON object", "each record must be an object {...}")
+        return records
     if suffix in (".jsonl", ".json"):
         return read_jsonl(path)
     raise WorkbenchError(f"{path} has an unsupported extension {suffix!r}", "use .parquet or .jsonl")

@@ -1,7 +1,8 @@
 """VSR, Visual Spatial Reasoning (Liu et al., 2023): true/false captions over COCO images.
 
 The jsonl has ``caption``, ``label`` (1 true, 0 false), ``relation`` and ``image`` (a COCO file
-name); images are looked up in the COCO folder, in its sub-folders too (train2017/, val2017/).
+name), and in the published splits (random and zero-shot) also ``subj`` / ``obj``, kept in ``meta``;
+images are looked up in the COCO folder, in its sub-folders too (train2017/, val2017/).
 Each record becomes a yes/no item: "Is this true of the image: <caption>?".
 """
 
@@ -15,6 +16,13 @@ from workbench.probes.loaders._common import check_image_file, inside, read_json
 from workbench.probes.probeset import ProbeSet
 
 COLUMNS = ("caption", "label", "relation", "image")
+
+
+def _meta(rec: dict) -> dict:
+    """The caption, and the subject and object the relation holds between (``subj`` / ``obj``, as published)."""
+    meta = {"source": "vsr", "caption": str(rec["caption"])}
+    meta.update({k: str(rec[k]) for k in ("subj", "obj", "image_link") if rec.get(k) is not None})
+    return meta
 
 
 def load_vsr(jsonl: str | Path, images: str | Path, name: str | None = None) -> ProbeSet:
@@ -40,5 +48,5 @@ def load_vsr(jsonl: str | Path, images: str | Path, name: str | None = None) -> 
         items.append(ProbeItem(id=f"vsr{i:06d}", task="vsr", family="spatial",
                                question=f"Is this true of the image: {str(rec['caption']).rstrip('.')}?",
                                options=("yes", "no"), answer="yes" if truth else "no", image=key,
-                               relation=str(rec["relation"]), meta={"source": "vsr", "caption": str(rec["caption"])}))
+                               relation=str(rec["relation"]), meta=_meta(rec)))
     return ProbeSet(items, files, name=name or f"vsr-{jsonl.stem}", info={"source": "vsr", "path": str(jsonl)})
