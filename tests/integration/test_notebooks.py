@@ -90,8 +90,9 @@ def test_quickstart_runs_and_prints_what_it_claims(quickstart):
     f = _stdout(_cell(nb, "f-code"))
     assert "head set reloaded equal: json=True csv=True" in f
     assert "scale vector reloaded equal: safetensors=True npy=True" in f
-    for name in ("spatial_heads.json", "spatial_heads.csv", "repair.safetensors", "repair.json", "npy/eff_attn.npy", "npy/eff_mlp.npy"):
+    for name in ("spatial_heads.json", "spatial_heads.csv", "repair.safetensors", "repair.json", "npy/eff_attn.npy"):
         assert f"'{name}'" in f, name
+    assert "'npy/eff_mlp.npy'" not in f  # mode attn: the reference writes no MLP file
 
     g = _stdout(_cell(nb, "g-code"))
     assert float(_line(g, r"^max abs diff with scales: (\S+)$").group(1)) > 0, "the vector changed nothing"
