@@ -310,7 +310,7 @@ def test_cuda_message_says_why_on_this_machine(llava_folder, probe_dir, tmp_path
                                          (["--object-size", "-5"], "--object-size -5 is negative"),
                                          (["--seed", "-1"], "--seed -1 is negative")])
 def test_probes_make_bounds_sizes_before_any_work(args, words, monkeypatch, tmp_path):
-    monkeypatch.setattr("workbench.cli.probes.generate", lambda *a, **k: pytest.fail("generation started"))
+    monkeypatch.setattr(sys.modules["workbench.probes.generate"], "generate", lambda *a, **k: pytest.fail("generation started"))
     r = run("probes", "make", "--out", tmp_path / "p", "--n", "8", *args)
     assert r.exit_code == 2, r.output
     assert words in one_line(r)

@@ -1,9 +1,15 @@
-"""What every sub-command shares: one-line errors, rich consoles, progress bars."""
+"""What every sub-command shares: one-line errors, rich consoles, progress bars, quiet libraries.
+
+Nothing here (nor in any CLI module's top level) imports torch, transformers or pandas: ``workbench --help``
+and the store commands start in well under a second; each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TypeVar
@@ -17,6 +23,38 @@ from workbench.errors import WorkbenchError
 console = Console(width=None if sys.stdout.isatty() else 150)  # wide tables when piped to a file
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+_QUIET_MODULES = r"(transformers|huggingface_hub|nnsight|accelerate|torch)(\.|$)"
+_set_by_us: set[str] = set()
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Quiet (default): transformers' warnings and "Loading weights" bars, huggingface_hub's download bars and
+    those libraries' Python warnings are silenced, through their environment variables (so job workers started
+    from here inherit it) and, where a library is already imported, its own switches. ``verbose``: all shown.
+    Our own progress bars (rich, on stderr) are not affected."""
+    if verbose:
+        for k in list(_set_by_us):
+            os.environ.pop(k, None)
+            _set_by_us.discard(k)
+        warnings.filterwarnings("default", module=_QUIET_MODULES)
+    else:
+        for k, v in QUIET_ENV.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
+                _set_by_us.add(k)
+        warnings.filterwarnings("ignore", module=_QUIET_MODULES)
+    with warnings.catch_warnings():  # huggingface_hub: "the environment variable has priority" (the one set above)
+        warnings.simplefilter("ignore")
+        if "transformers" in sys.modules:  # imported before the option was read (in-process callers, tests)
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_warning() if verbose else hf_logging.set_verbosity_error()
+            hf_logging.enable_progress_bar() if verbose else hf_logging.disable_progress_bar()
+        if "huggingface_hub" in sys.modules:
+            from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+            enable_progress_bars() if verbose else disable_progress_bars()
 
 
 def friendly(fn: F) -> F:

@@ -1,10 +1,15 @@
-"""Entry point: ``workbench --help``."""
+"""Entry point: ``workbench --help``.
+
+Every sub-command module keeps its heavy imports (torch, transformers, pandas) inside its commands, so
+building this app, ``--help`` and the store commands import none of them
+(tests/integration/test_cli_fast.py checks it)."""
 
 from __future__ import annotations
 
 import typer
 
 from workbench import __version__
+from workbench.cli._common import set_verbosity
 from workbench.cli.app import app_cmd
 from workbench.cli.heads import app as heads_app
 from workbench.cli.models import app as models_app
@@ -32,8 +37,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the libraries' warnings and load bars "
+                                       "(transformers, huggingface_hub), silenced by default.")) -> None:
     """Spatial Head Workbench."""
+    set_verbosity(verbose)
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ from rich.console import Console
 from rich.table import Table
 
 from workbench.cli._common import console, friendly
-from workbench.models.sites import SITES
 from workbench.organism import DEFAULT_MODEL
 
 app = typer.Typer(help="Inspect models and the supported VLM families.", no_args_is_help=True)
@@ -61,6 +60,8 @@ def _processor_line(processor) -> str:
 @app.command("families")
 def families() -> None:
     """List the supported VLM families (the sites table)."""
+    from workbench.models.sites import SITES
+
     t = Table("family", "model_type", "decoder layers", "o_proj", "mlp", "example")
     for r in SITES:
         t.add_row(r.family, ", ".join(r.model_types), r.layers, r.attn_out_paths().replace("; ", "\n"), r.mlp, r.example)

@@ -25,24 +25,66 @@ def _alphas(text: str) -> tuple[float, ...]:
         raise WorkbenchError(f"--alpha {text!r} is not a comma-separated list of numbers", "pass e.g. --alpha 0,0.5,2") from None
 
 
+def _bootstrap_ci(values, n_boot: int = 500, seed: int = 0, level: float = 0.95):
+    """(low, high) percentile interval of the mean over probes of ``values [probe, site]`` (NaN-free), per site:
+    ``n_boot`` resamples of the probes with replacement, seeded. NumPy, so the store commands need no torch."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = values.shape[0]
+    means = np.stack([values[rng.integers(0, n, n)].mean(0) for _ in range(n_boot)])
+    low, high = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
+    return low, high
+
+
 def _top_table(frame, title: str, n: int = 10) -> Table:
     """Top sites by |mean effect| for each alpha, from a long-form frame (no model needed)."""
     t = Table("alpha", "site", "mean effect", "95% CI", *sorted(set(frame["relation"]) - {""}), title=title)
-    import torch
-
-    from workbench.sweeps.aggregate import bootstrap_ci
-
     for alpha, per_alpha in frame.groupby("alpha"):
         wide = per_alpha.pivot_table(index="probe_id", columns=["layer", "head"], values="value")
         means = wide.mean(axis=0)
         top = means.abs().sort_values(ascending=False).index[:n]
-        low, high = bootstrap_ci(torch.tensor(wide[top].to_numpy()), n_boot=500)
+        low, high = _bootstrap_ci(wide[top].to_numpy())
         rel = per_alpha.groupby(["relation", "layer", "head"])["value"].mean()
         for i, (layer, head) in enumerate(top):
             site = f"L{layer}H{head}" if head >= 0 else f"L{layer} MLP"
             rels = [f"{rel.get((r, layer, head), float('nan')):+.3f}" for r in sorted(set(frame["relation"]) - {""})]
             t.add_row(f"{alpha:g}", site, f"{means[(layer, head)]:+.4f}", f"[{low[i]:+.3f}, {high[i]:+.3f}]", *rels)
     return t
+
+
+def print_clean(manifest: dict) -> None:
+    """The clean model's accuracy on the sweep's probes (manifest key ``clean``) and, when its spatial accuracy is
+    near chance, the one-line warning of :func:`workbench.clean.warning`. Nothing for sweeps recorded without it."""
+    from workbench import clean
+
+    rec = manifest.get(clean.MANIFEST_KEY)
+    if (line := clean.summary(rec)) is not None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if (warn := clean.warning(rec)) is not None:
+        console.print(warn, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
+
+
+def _answer_from_store(st, model: str, dtype: str, ps, spec):
+    """(key, manifest) of the complete stored sweep this request maps to, found without building the model: the key
+    comes from the fingerprint an earlier load of this exact model folder recorded (:func:`known_identity`).
+    None when the model is no folder, was never loaded with this store, or the sweep is absent or incomplete."""
+    from workbench.models.load import known_identity
+    from workbench.store.effects import sweep_key
+
+    if not Path(model).expanduser().is_dir():
+        return None
+    ident = known_identity(st.root, model, dtype)
+    if ident is None:
+        return None
+    key = sweep_key(ident["fingerprint"], ps.hash, spec.to_json())
+    if not (st.folder(key) / "manifest.json").is_file():
+        return None
+    try:
+        entry = st.entry(key)
+    except WorkbenchError:
+        return None
+    return (key, entry.manifest) if entry.complete else None
 
 
 @friendly
@@ -66,42 +108,91 @@ def sweep_cmd(
     ray_address: str = typer.Option(None, "--ray-address", help="A running Ray cluster (auto, ray://…); default: a local instance."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-worker", help="GPUs per Ray actor (use with --device cuda)."),
 ) -> None:
-    """Per-head (or per-MLP) effect matrices (alpha × layer × head), cached in the store; reruns resume."""
-    from workbench.models.devices import check_device
-    from workbench.models.load import load_vlm, resolve_dtype
-    from workbench.probes.probeset import ProbeSet
-    from workbench.store.effects import EffectStore
-    from workbench.sweeps.engine import SweepSpec, check_chunk_sizes, check_engine, resolve_engine
-    from workbench.sweeps.executors import make_executor
-    from workbench.sweeps.run import sweep
+    """Per-head (or per-MLP) effect matrices (alpha × layer × head), cached in the store; reruns resume.
 
+    A sweep the store holds complete is answered from it without loading the model (the key comes from the
+    model folder's recorded fingerprint). Prints the clean model's accuracy on the probes beside the result,
+    with a warning when its spatial accuracy is near chance."""
+    from workbench.models.devices import check_device
+    from workbench.models.load import resolve_dtype
+    from workbench.probes.probeset import ProbeSet
+    from workbench.store.effects import CorruptChunk, EffectStore
+    from workbench.sweeps.spec import SweepSpec
+
+    t0 = time.time()
     if intervention != "scale":
         raise WorkbenchError(f"unknown intervention {intervention!r}", "use --intervention scale (α = 0 ablates)")
     # everything that needs no model is checked before loading one (a load takes seconds to minutes)
     spec = SweepSpec(alphas=_alphas(alpha), positions=positions, metric=metric, target=target)
-    check_engine(engine)
-    check_chunk_sizes(layers_per_chunk, probes_per_chunk)
+    _cheap_checks(engine, spec, layers_per_chunk, probes_per_chunk, executor)
     device = check_device(device)
     resolve_dtype(dtype)
-    runner = make_executor(executor, workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus,
-                           load_kwargs={"device": device, "dtype": dtype})
     ps = ProbeSet.load(probes)
     if split:
         ps = ps.split(split)
+    st = EffectStore(store)
+    if (hit := _answer_from_store(st, model, dtype, ps, spec)) is not None:
+        key, manifest = hit
+        try:
+            frame = st.read(key)
+        except CorruptChunk:
+            frame = None  # a chunk went bad since: load the model and recompute it below
+        if frame is not None:
+            console.print(f"sweep [cyan]{key[:12]}[/]: 0 chunks computed ({executor} executor), {len(manifest['chunks'])} from the "
+                          f"store, {time.time() - t0:.1f}s (answered from the store; the model was not loaded)")
+            print_clean(manifest)
+            console.print(_top_table(frame, f"{manifest['model']} · {ps.name} · {metric} effect, {positions} token"))
+            return
+    result, vlm, runner = _compute(model, ps, spec, st, engine, device, dtype, layers_per_chunk, probes_per_chunk, executor,
+                                   ray_workers, ray_address, ray_gpus)
+    console.print(f"sweep [cyan]{result.key[:12]}[/]: {result.computed} chunks computed ({runner.name} executor), "
+                  f"{result.cached} from the store, {time.time() - t0:.1f}s")
+    print_clean(st.manifest(result.key))
+    console.print(_top_table(st.read(result.key), f"{vlm.name} · {ps.name} · {metric} effect, {positions} token"))
+
+
+ENGINES = ("auto", "packed", "naive")  # sweeps.engine.ENGINES and
+EXECUTORS = ("local", "ray")  # sweeps.executors.EXECUTORS, here so that a stored answer imports no engine (checked by a test)
+
+
+def _cheap_checks(engine: str, spec, layers_per_chunk: int, probes_per_chunk: int, executor: str) -> None:
+    """The engine's, chunking's and executor's refusals that need no model, in their own words (sweeps.engine's
+    check_engine, check_chunk_sizes, resolve_engine), without importing the engine: _compute runs the real ones."""
+    if engine not in ENGINES:
+        raise WorkbenchError(f"unknown engine {engine!r}", f"choose from: {', '.join(ENGINES)}")
+    if engine == "packed" and spec.positions != "last":
+        raise WorkbenchError("the packed engine serves last-token interventions only", "use --engine naive for --positions all")
+    if layers_per_chunk <= 0 or probes_per_chunk <= 0:
+        raise WorkbenchError(f"chunk sizes must be positive, got {layers_per_chunk} layers × {probes_per_chunk} probes",
+                             "pass --layers-per-chunk and --probes-per-chunk ≥ 1")
+    if executor not in EXECUTORS:
+        raise WorkbenchError(f"unknown executor {executor!r}", f"use one of {', '.join(EXECUTORS)}")
+
+
+def _compute(model, ps, spec, st, engine, device, dtype, layers_per_chunk, probes_per_chunk, executor, ray_workers, ray_address,
+             ray_gpus):
+    """Load the model (recording its identity in the store for the next stored answer) and run the sweep."""
+    from workbench.models.load import load_vlm, remember_identity
+    from workbench.sweeps.engine import check_chunk_sizes, check_engine, resolve_engine
+    from workbench.sweeps.executors import make_executor
+    from workbench.sweeps.run import sweep
+
+    check_engine(engine)
+    check_chunk_sizes(layers_per_chunk, probes_per_chunk)
+    runner = make_executor(executor, workers=ray_workers, address=ray_address, gpus_per_worker=ray_gpus,
+                           load_kwargs={"device": device, "dtype": dtype})
     with console.status(f"loading {model}"):
         vlm = load_vlm(model, device=device, dtype=dtype)
     resolve_engine(vlm, spec, engine)
-    st = EffectStore(store)
-    t0 = time.time()
+    st.root.mkdir(parents=True, exist_ok=True)
+    remember_identity(st.root, vlm, dtype)
     with progress_bar("chunks", 1) as advance:
         def progress(done: int, total: int) -> None:
             advance(1 if done else 0, total=max(total, 1))
 
         result = sweep(vlm, ps, spec, st, engine=engine, layers_per_chunk=layers_per_chunk, probes_per_chunk=probes_per_chunk,
                        progress=progress, log=lambda m: err_console.print(m), executor=runner)
-    console.print(f"sweep [cyan]{result.key[:12]}[/]: {result.computed} chunks computed ({runner.name} executor), "
-                  f"{result.cached} from the store, {time.time() - t0:.1f}s")
-    console.print(_top_table(st.read(result.key), f"{vlm.name} · {ps.name} · {metric} effect, {positions} token"))
+    return result, vlm, runner
 
 
 @store_app.command("ls")
@@ -140,6 +231,7 @@ def show(key: str = typer.Argument(..., help="A sweep key or unique prefix."),
     for k in ("key", "model", "model_fingerprint", "family", "probes", "probeset_hash", "n_probes"):
         console.print(f"[bold]{k}[/]: {m.get(k, '')}")
     console.print(f"[bold]spec[/]: {m['spec']}")
+    print_clean(m)
     console.print(_top_table(st.read(full), f"top sites of {full[:12]}"))
 
 

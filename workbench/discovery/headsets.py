@@ -18,11 +18,13 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write
+
+if TYPE_CHECKING:  # only for annotations: reading a head set (the store's checks, the app) needs no torch
+    import torch
 
 FORMAT, VERSION = "workbench-headset", 1
 CSV_COLUMNS = ("layer", "head", "score", "method", "model", "model_fingerprint", "created")

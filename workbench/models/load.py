@@ -433,3 +433,64 @@ def fingerprint(model: torch.nn.Module, threads: int | None = None) -> str:
         for digest in pool.map(lambda kv: tensor_digest(*kv), entries):
             h.update(digest)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- identity without building the model
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".index.json")
+IDENTITY_DIR = "models"  # <store>/models/<folder digest>.json: what a load of that folder gave (fingerprint, shape …)
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """sha256 over a model folder's ``config.json`` and weight files (:data:`WEIGHT_FILES`), each as its name and
+    the sha256 of every byte: what :func:`fingerprint` depends on, read from disk without building the model
+    (a few ms for the organism; the weights' size over the disk's speed for a large model)."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and (p.name == "config.json" or p.name.endswith(WEIGHT_FILES)):
+            f = hashlib.sha256()
+            with open(p, "rb") as fh:
+                while block := fh.read(16 << 20):
+                    f.update(block)
+            h.update(p.name.encode() + b"\0" + f.digest())
+    return h.hexdigest()
+
+
+def _identity_path(store_root: str | os.PathLike, digest: str) -> Path:
+    return Path(store_root) / IDENTITY_DIR / f"{digest}.json"
+
+
+def remember_identity(store_root: str | os.PathLike, vlm: VLM, dtype: str) -> Path | None:
+    """Record, under the store, what loading ``vlm``'s folder in ``dtype`` gave (name, fingerprint, family, shape),
+    keyed by :func:`folder_digest`; :func:`known_identity` reads it back. None for a model not loaded from a folder."""
+    from workbench.fileio import atomic_write
+
+    if not vlm.source or not Path(vlm.source).is_dir():
+        return None
+    digest = folder_digest(vlm.source)
+    path = _identity_path(store_root, digest)
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    known = known if isinstance(known, dict) else {}
+    known[str(resolve_dtype(dtype))] = {"name": vlm.name, "fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
+                                        "shape": list(vlm.site.shape)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(known, indent=1, sort_keys=True)))
+
+
+def known_identity(store_root: str | os.PathLike, folder: str | os.PathLike, dtype: str) -> dict | None:
+    """``{"name", "fingerprint", "family", "shape"}`` of the model in ``folder`` loaded in ``dtype``, from an earlier
+    load's record (:func:`remember_identity`) whose folder had these exact bytes; None when there is none (or it
+    is unreadable): then only loading the model tells."""
+    folder = Path(folder).expanduser()
+    if not (folder / "config.json").is_file():
+        return None
+    path = _identity_path(store_root, folder_digest(folder))
+    try:
+        rec = json.loads(path.read_text()).get(str(resolve_dtype(dtype)))
+    except (OSError, ValueError, AttributeError):
+        return None
+    ok = isinstance(rec, dict) and isinstance(rec.get("fingerprint"), str) and isinstance(rec.get("shape"), list)
+    return rec if ok else None

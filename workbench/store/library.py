@@ -29,14 +29,16 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write
 from workbench.probes.probeset import FORMAT as PROBESET_FORMAT
 from workbench.probes.probeset import ProbeSet
 from workbench.store.problems import Problem
+
+if TYPE_CHECKING:
+    import torch
 
 SCALE_FORMAT = "workbench.scale_vector"  # workbench.scale.vector.FORMAT, without importing the model code here
 QUARANTINE = "move it to quarantine/"

@@ -9,18 +9,22 @@ the first missing chunk and gives exactly what an uninterrupted one gives.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from workbench import clean
 from workbench.errors import Cancelled, WorkbenchError
+from workbench.fileio import atomic_write
 from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
 from workbench.store.effects import EffectStore, sweep_key
-from workbench.sweeps.engine import Chunk, SweepSpec, plan_chunks
+from workbench.sweeps.engine import Chunk, SweepSpec, chunk_units, plan_chunks
 from workbench.sweeps.executors import Executor, LocalExecutor
 
 
@@ -66,10 +70,26 @@ def to_tensor(frame: pd.DataFrame, probes: ProbeSet, spec: SweepSpec, n_layers: 
     return t if spec.target == "heads" else t[..., 0]
 
 
+CLEAN_KEY = clean.MANIFEST_KEY
+
+
+def clean_record(vlm: VLM, probes: ProbeSet) -> dict:
+    """The un-intervened model's accuracy on ``probes`` per task / family (:mod:`workbench.clean`'s record):
+    one forward pass per batch through plain torch hooks, no intervention."""
+    from workbench.evaluation import score
+
+    return clean.record(score(vlm, probes, backend="torch").by_task(), clean.counts_of(probes), clean.chance_of(probes))
+
+
 def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engine: str = "auto", layers_per_chunk: int = 8,
           probes_per_chunk: int = 64, progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print,
-          should_stop: Callable[[], bool] | None = None, executor: Executor | None = None, **run_kwargs) -> SweepResult:
+          should_stop: Callable[[], bool] | None = None, executor: Executor | None = None,
+          units: Callable[[int, int], None] | None = None, **run_kwargs) -> SweepResult:
     """Effects of ``spec`` on ``probes``, from the store where present, computed where not.
+
+    ``progress(done, total)`` counts the chunks this call computes; ``units(done, total)`` counts their work
+    units (probe × variant, :func:`~workbench.sweeps.engine.chunk_units`), moving inside a chunk with the local
+    executor (per chunk with Ray), so a watcher sees progress before the first chunk is stored.
 
     ``should_stop`` is polled before every chunk and, by the executor, while one is computed; when it
     says yes, :class:`~workbench.errors.Cancelled` is raised with every finished chunk already stored
@@ -83,11 +103,17 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
         raise WorkbenchError(f"probe set {probes.name!r} has no probes, so there is nothing to sweep",
                              "check the probe set folder and --split (a split or filter may have left no probe)")
     key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
+    known = (store.folder(key) / "manifest.json").is_file()
     store.ensure(key, {"model": vlm.name, "model_fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
                        "shape": list(vlm.site.shape), "probes": probes.name, "probeset_hash": probes.hash, "n_probes": len(probes),
                        "spec": spec.to_json(), "layers_per_chunk": layers_per_chunk, "probes_per_chunk": probes_per_chunk,
-                       "chunks": [c.name for c in plan_chunks(vlm.site.n_layers, len(probes), layers_per_chunk, probes_per_chunk)]})
+                       "chunks": [c.name for c in plan_chunks(vlm.site.n_layers, len(probes), layers_per_chunk, probes_per_chunk)],
+                       **({} if known else {CLEAN_KEY: clean_record(vlm, probes)})})
     manifest = store.manifest(key)  # an earlier run's chunking wins, so chunks line up
+    if CLEAN_KEY not in manifest:  # a sweep recorded before clean accuracy was: add it once
+        manifest = {**manifest, CLEAN_KEY: clean_record(vlm, probes)}
+        atomic_write(store.folder(key) / "manifest.json",
+                     lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1, sort_keys=True)))
     sizes = manifest.get("layers_per_chunk"), manifest.get("probes_per_chunk")
     if not all(isinstance(n, int) and n > 0 for n in sizes):
         raise WorkbenchError(f"the manifest of sweep {key[:12]}… in {store.root} lacks its chunk sizes", "run `workbench store fsck --fix`")
@@ -99,6 +125,15 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     pending = [c for c in chunks if c.name in todo]
     if progress:
         progress(0, len(pending))
+    sizes_done = {"stored": 0, "inside": 0, "total": sum(chunk_units(vlm.site.shape, spec, c) for c in pending)}
+    if units:
+        units(0, sizes_done["total"])
+
+        def on_units(n: int) -> None:  # inside the chunk being computed
+            sizes_done["inside"] += n
+            units(sizes_done["stored"] + sizes_done["inside"], sizes_done["total"])
+
+        run_kwargs = {**run_kwargs, "on_units": on_units}
 
     def check_stop(done: int) -> None:  # between chunks; inside one, the executor raises ("chunk … abandoned")
         if done < len(pending) and should_stop is not None and should_stop():
@@ -111,12 +146,18 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
         for chunk, values in results:
             store.write_chunk(key, chunk.name, _long(values, chunk, probes, spec))
             done += 1
+            sizes_done.update(stored=sizes_done["stored"] + chunk_units(vlm.site.shape, spec, chunk), inside=0)
+            if units:
+                units(sizes_done["stored"], sizes_done["total"])
             if progress:
                 progress(done, len(pending))
             check_stop(done)
     except Cancelled as e:
-        raise Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks{f'; {e}' if str(e) else ''} "
-                        "(the store keeps them; rerun to resume)") from None
+        kept = len(chunks) - len(pending) + done  # this sweep's chunks in the store: earlier runs' and this one's
+        if kept == 0:
+            raise Cancelled(f"sweep {key[:12]} cancelled before any chunk finished: nothing stored") from None
+        raise Cancelled(f"sweep {key[:12]} cancelled after {done} of {len(pending)} chunks{f'; {e}' if str(e) else ''}; "
+                        f"{kept} of {len(chunks)} chunks kept in the store; rerun to resume") from None
     finally:
         results.close()  # an executor stops its remaining work (Ray kills its actors)
     frame = store.read(key)
