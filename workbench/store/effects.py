@@ -6,6 +6,7 @@ Layout under the store root::
     sweeps/<key>/<chunk>.parquet      one chunk's effects in long form:
                                       layer, head, alpha, probe_id, task, relation, value
                                       chunk = L<layer_start>-<layer_stop>_P<probe_start>-<probe_stop>
+    sweeps/<key>/dense.npz            a complete sweep as one dense array, derived from its chunks (see below)
     quarantine/…                      what `workbench store fsck --fix` moved out of the way (never read)
 
 The **key** is the sha256 of (model fingerprint, probe-set content hash, sweep spec with the
@@ -38,6 +39,16 @@ manifest wins and both compute its chunks, so neither leaves chunks outside the 
 a :class:`~workbench.store.problems.Problem` for each entry it cannot (a garbage or incomplete
 manifest, a plain file in ``sweeps/``, a folder whose manifest is lost); :mod:`workbench.store.fsck`
 lists every problem and repairs them.
+
+**The dense copy.** :meth:`EffectStore.read_dense` gives a complete sweep as ``values [probe, alpha,
+layer, head]`` with its probes' ids, tasks and relations — what the app draws. Decoding millions of
+long-form rows costs most of a read (a 32 × 32-head, 1,000-probe, 3-α sweep: 3 M rows in 64 chunks,
+about 0.7 s on 2 cores), so the first full read, which verifies every chunk, also writes ``dense.npz``:
+the array, the labels, the sha256 of both, and the checksum each chunk's footer records. A later read
+takes the dense copy only if every planned chunk's footer still identifies it as this sweep's with the
+same checksum, and the copy's own sha256 matches; otherwise it reads the chunks again (and so refuses a
+corrupt one exactly as before). It is derived data: deleting it changes nothing but the next read's
+time, and a read-only store simply goes without it.
 """
 
 from __future__ import annotations
@@ -48,7 +59,9 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +76,7 @@ from workbench.fileio import atomic_create, atomic_write
 from workbench.store.problems import FSCK, Problem
 
 COLUMNS = ("layer", "head", "alpha", "probe_id", "task", "relation", "value")
+STRING_COLUMNS = ("probe_id", "task", "relation")
 STORE_VERSION = 1  # part of every key
 CHUNK_FORMAT = 2  # chunk metadata: 1 = checksum only, 2 = checksum + identity + manifest copy
 META_SHA, META_CHUNK, META_MANIFEST = b"workbench.sha256", b"workbench.chunk", b"workbench.manifest"
@@ -120,12 +134,34 @@ def manifest_problem(key: str, m) -> str | None:
     return None
 
 
+def _hash_column(h, column: pa.ChunkedArray, block: int = 1 << 16) -> None:
+    """Feed ``h`` the bytes a column contributes to a chunk's checksum: its numpy values; a string column as numpy's
+    fixed-width ``str`` array (``astype(str)``). A string column without nulls is built from its few distinct words and
+    their indices (arrow's dictionary encoding; a column read as a dictionary, :data:`STRING_COLUMNS` with
+    ``dictionary=True``, brings its own), block by block: the same bytes, without converting millions of Python
+    strings or holding the whole fixed-width array in memory."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if column.null_count == 0 and len(column):
+            column = pa.chunked_array([pc.dictionary_encode(column.combine_chunks())])
+    if pa.types.is_dictionary(column.type):
+        if column.null_count == 0 and len(column):
+            words = [c.dictionary.to_numpy(zero_copy_only=False) for c in column.chunks]
+            width = max([1] + [int(max(map(len, w), default=0)) for w in words])
+            for w, c in zip(words, column.chunks):
+                fixed, idx = w.astype(f"<U{width}"), c.indices.to_numpy()
+                for start in range(0, len(idx), block):
+                    h.update(np.ascontiguousarray(fixed[idx[start:start + block]]))
+            return
+        column = column.cast(column.type.value_type)
+    col = column.to_numpy(zero_copy_only=False)
+    h.update(np.ascontiguousarray(col.astype(str) if col.dtype == object else col).tobytes())
+
+
 def _values_digest(table: pa.Table) -> str:
     h = hashlib.sha256()
     for name in COLUMNS:
-        col = table.column(name).to_numpy(zero_copy_only=False)
         h.update(name.encode())
-        h.update(np.ascontiguousarray(col.astype(str) if col.dtype == object else col).tobytes())
+        _hash_column(h, table.column(name))
     return h.hexdigest()
 
 
@@ -219,12 +255,15 @@ def _footer(path: Path) -> dict:
     return _FOOTERS[sig]
 
 
-def check_chunk(path: Path, key: str, name: str, manifest: dict | None, full: bool = True) -> tuple[pa.Table | None, str | None]:
-    """(the table when ``full``, why it cannot be chunk ``name`` of sweep ``key``, or None)."""
+def check_chunk(path: Path, key: str, name: str, manifest: dict | None, full: bool = True,
+                dictionary: bool = False) -> tuple[pa.Table | None, str | None]:
+    """(the table when ``full``, why it cannot be chunk ``name`` of sweep ``key``, or None). ``dictionary``: the string
+    columns come back dictionary-encoded (as parquet stores them; no per-row strings are built), decoded in this thread
+    (the caller reads chunks side by side)."""
     try:
         if not full:
             return None, identity_problem(_footer(path), key, name, manifest)
-        table = pq.read_table(path)
+        table = pq.read_table(path, read_dictionary=list(STRING_COLUMNS), use_threads=False) if dictionary else pq.read_table(path)
     except FileNotFoundError:
         return None, "is missing"
     except (OSError, pa.ArrowException) as e:
@@ -314,12 +353,12 @@ class EffectStore:
         atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
-    def _read_checked(self, key: str, name: str, manifest: dict | None) -> pd.DataFrame:
+    def _read_checked(self, key: str, name: str, manifest: dict | None, as_table: bool = False) -> pd.DataFrame | pa.Table:
         path = self.folder(key) / f"{name}.parquet"
-        table, problem = check_chunk(path, key, name, manifest)
+        table, problem = check_chunk(path, key, name, manifest, dictionary=as_table)
         if problem:
             raise CorruptChunk(f"chunk {path} {problem}", RECOMPUTE)
-        return table.to_pandas()
+        return table if as_table else table.to_pandas()
 
     def read_chunk(self, key: str, name: str) -> pd.DataFrame:
         """Chunk ``name`` of sweep ``key``, verified: values, identity, ranges, spec and rows (:class:`CorruptChunk` if not)."""
@@ -328,20 +367,32 @@ class EffectStore:
     def chunk_names(self, key: str) -> list[str]:
         return sorted(p.stem for p in self.folder(key).glob("*.parquet"))
 
-    def _check_all(self, key: str, names: Iterable[str]) -> tuple[list[pd.DataFrame], list[str], list[CorruptChunk]]:
-        """(the frames of the chunks that read and check, names to compute, corrupt chunks): each chunk read once."""
+    def _check_all(self, key: str, names: Iterable[str], as_table: bool = False) -> tuple[list, list[str], list[CorruptChunk]]:
+        """(the frames (arrow tables when ``as_table``) of the chunks that read and check, names to compute, corrupt
+        chunks): each chunk read once."""
         frames, todo, corrupt = [], [], []
         have = set(self.chunk_names(key))
         manifest = self.manifest(key)
-        for name in names:
-            if name not in have:
-                todo.append(name)
-                continue
+
+        def one(name: str):
             try:
-                frames.append(self._read_checked(key, name, manifest))
+                return self._read_checked(key, name, manifest, as_table)
             except CorruptChunk as e:
-                corrupt.append(e)
+                return e
+
+        names = list(names)
+        present = [n for n in names if n in have]
+        # parquet decoding and sha256 release the GIL: chunks are read and verified side by side, results kept in order
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1, len(present)))) as pool:
+            got = dict(zip(present, pool.map(one, present)))
+        for name in names:
+            if name not in got:
                 todo.append(name)
+            elif isinstance(got[name], CorruptChunk):
+                corrupt.append(got[name])
+                todo.append(name)
+            else:
+                frames.append(got[name])
         return frames, todo, corrupt
 
     def missing(self, key: str, names: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -351,14 +402,49 @@ class EffectStore:
 
     def read(self, key: str) -> pd.DataFrame:
         """All chunks of a complete sweep, verified, as one long-form frame."""
+        return pd.concat(self._read_complete(key, as_table=False), ignore_index=True)
+
+    def read_table(self, key: str) -> pa.Table:
+        """:meth:`read` as one arrow table (chunks in the manifest's order, verified the same way), for readers that
+        turn millions of rows into arrays without going through pandas. Its string columns (:data:`STRING_COLUMNS`)
+        are dictionary-encoded, one dictionary for the whole table, its words in order of first appearance."""
+        return pa.concat_tables(self._read_complete(key, as_table=True)).unify_dictionaries()
+
+    def read_dense(self, key: str) -> DenseSweep:
+        """A complete sweep as a dense array (module docstring, "The dense copy"): from ``dense.npz`` when it matches
+        the chunks' footers and its own checksum, else from the chunks, every one verified (then cached)."""
         manifest = self.manifest(key)
-        frames, todo, corrupt = self._check_all(key, manifest["chunks"])  # every chunk read and verified once
+        folder = self.folder(key)
+        sums = {}
+        for name in manifest["chunks"]:
+            path = folder / f"{name}.parquet"
+            try:
+                meta = _footer(path)
+            except (OSError, pa.ArrowException):
+                sums = None
+                break
+            if identity_problem(meta, key, name, manifest) is not None:
+                sums = None
+                break
+            sums[name] = meta.get(META_SHA, b"").decode(errors="replace")
+        if sums is not None:
+            cached = _load_dense(folder / DENSE_FILE, key, sums)
+            if cached is not None:
+                return cached
+        dense = dense_from_table(key, manifest, self.read_table(key))  # refuses incomplete or corrupt sweeps
+        if sums is not None:
+            _save_dense(folder / DENSE_FILE, key, sums, dense)
+        return dense
+
+    def _read_complete(self, key: str, as_table: bool) -> list:
+        manifest = self.manifest(key)
+        frames, todo, corrupt = self._check_all(key, manifest["chunks"], as_table)  # every chunk read and verified once
         if corrupt:
             raise CorruptChunk(corrupt[0].problem, "run the sweep again to recompute it, or `workbench store fsck --fix`")
         if todo:
             raise WorkbenchError(f"sweep {key[:12]}… is incomplete ({len(todo)} of {len(manifest['chunks'])} chunks missing)",
                                  "run the same sweep again to finish it")
-        return pd.concat(frames, ignore_index=True)
+        return frames
 
     # ------------------------------------------------------------ listing
     def entry(self, key: str) -> SweepEntry:
@@ -414,3 +500,103 @@ class EffectStore:
     def gc(self, older_than_s: float = 3600.0) -> list[str]:
         """The paths :meth:`collect` removed."""
         return list(self.collect(older_than_s).removed)
+
+
+# ---------------------------------------------------------------- the dense copy
+DENSE_FILE, DENSE_FORMAT = "dense.npz", "workbench.dense/1"
+
+
+@dataclass(frozen=True, eq=False)
+class DenseSweep:
+    """One complete sweep as arrays: ``values [probe, alpha, layer, head]`` (a head axis of 1 for MLP sweeps; NaN
+    nowhere in a complete sweep), probes in the order the store holds them (each probe's first row)."""
+
+    values: np.ndarray
+    alphas: tuple[float, ...]
+    probe_ids: tuple[str, ...]
+    tasks: tuple[str, ...]
+    relations: tuple[str, ...]
+
+
+def dense_from_table(key: str, manifest: dict, table: pa.Table) -> DenseSweep:
+    """The dense array of a sweep's verified long-form table, without pandas: probe ids are dictionary-encoded (a
+    probe's index is the order of its first row), α values are matched to the spec's by one comparison per α, so
+    millions of rows become one vectorised scatter. A row whose α the spec does not list is refused (the chunks do
+    not belong to this manifest)."""
+    alphas = tuple(float(a) for a in manifest["spec"]["alphas"])
+
+    def encoded(name: str):  # one dictionary array whose every word is used
+        col = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(col.type):
+            if (np.bincount(col.indices.to_numpy(zero_copy_only=False), minlength=len(col.dictionary)) > 0).all():
+                return col
+            col = col.cast(col.type.value_type)
+        return pc.dictionary_encode(col)
+
+    probe = encoded("probe_id")
+    pidx = probe.indices.to_numpy()
+    n_probes = len(probe.dictionary)
+
+    def per_probe(name: str) -> tuple[str, ...]:  # a probe's task / relation is the same on all its rows
+        enc = encoded(name)
+        codes = np.zeros(n_probes, dtype=np.int64)
+        codes[pidx] = enc.indices.to_numpy(zero_copy_only=False)
+        words = enc.dictionary.to_pylist()
+        return tuple("" if words[c] is None else str(words[c]) for c in codes)
+
+    alpha_col = table.column("alpha").to_numpy()
+    aidx = np.full(len(alpha_col), -1, dtype=np.int64)
+    for i, a in enumerate(alphas):  # a few α: one comparison each, no sort of millions of values
+        aidx[alpha_col == a] = i
+    if (aidx < 0).any():
+        raise WorkbenchError(f"sweep {key[:12]} holds α = {float(alpha_col[aidx < 0][0]):g}, which its spec does not list",
+                             "run `workbench store fsck` (the sweep's chunks do not match its manifest)")
+    n_layers, n_heads = manifest["shape"]
+    heads = n_heads if manifest["spec"]["target"] == "heads" else 1
+    values = np.full((n_probes, len(alphas), n_layers, heads), np.nan)
+    flat = ((pidx.astype(np.int64) * len(alphas) + aidx) * n_layers + table.column("layer").to_numpy()) * heads  # one linear index
+    flat += np.maximum(table.column("head").to_numpy(), 0)
+    values.reshape(-1)[flat] = table.column("value").to_numpy()
+    return DenseSweep(values, alphas, tuple(str(p) for p in probe.dictionary.to_pylist()), per_probe("task"), per_probe("relation"))
+
+
+def _dense_digest(values: np.ndarray, labels: dict) -> str:
+    h = hashlib.sha256(json.dumps(labels, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _labels(key: str, dense: DenseSweep) -> dict:
+    return {"key": key, "alphas": list(dense.alphas), "probe_ids": list(dense.probe_ids), "tasks": list(dense.tasks),
+            "relations": list(dense.relations), "shape": list(dense.values.shape)}
+
+
+def _save_dense(path: Path, key: str, chunk_sums: dict, dense: DenseSweep) -> None:
+    labels = _labels(key, dense)
+    meta = {"format": DENSE_FORMAT, "chunks": chunk_sums, "sha256": _dense_digest(dense.values, labels), **labels}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to the temporary name
+            np.savez(f, values=np.ascontiguousarray(dense.values, dtype="<f8"), meta=np.array(json.dumps(meta)))
+
+    try:
+        atomic_write(path, write)
+    except OSError:  # a read-only store: it reads the chunks every time, as before
+        pass
+
+
+def _load_dense(path: Path, key: str, chunk_sums: dict) -> DenseSweep | None:
+    """The dense copy at ``path`` when it is this sweep's, built from exactly these chunks and intact; else None."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            values = z["values"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != DENSE_FORMAT or meta.get("key") != key or meta.get("chunks") != chunk_sums:
+        return None
+    labels = {k: meta.get(k) for k in ("key", "alphas", "probe_ids", "tasks", "relations", "shape")}
+    if values.dtype != np.dtype("<f8") or list(values.shape) != labels["shape"] or _dense_digest(values, labels) != meta.get("sha256"):
+        return None
+    return DenseSweep(values, tuple(float(a) for a in labels["alphas"]), tuple(labels["probe_ids"]), tuple(labels["tasks"]),
+                      tuple(labels["relations"]))
