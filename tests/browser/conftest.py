@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,16 +44,23 @@ def server(tmp_path_factory):
         yield {"url": url, "store": store}
 
 
-@pytest.fixture
-def page(chromium, server, request):
-    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+@contextmanager
+def checked_page(chromium, test_name: str, height: int = 900):
+    """A page in a fresh browser context (no cache, downloads allowed); the test fails on any console error."""
+    context = chromium.new_context(viewport={"width": 1280, "height": height}, accept_downloads=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(str(e)))
     yield pg
     context.close()
-    assert not errors, f"browser console errors in {request.node.name}: {errors[:3]}"
+    assert not errors, f"browser console errors in {test_name}: {errors[:3]}"
+
+
+@pytest.fixture
+def page(chromium, server, request):
+    with checked_page(chromium, request.node.name) as pg:
+        yield pg
 
 
 def screenshot(page, name: str) -> None:

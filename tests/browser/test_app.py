@@ -14,6 +14,7 @@ from tests.browser.conftest import screenshot
 from workbench.discovery.headsets import HeadSet
 from workbench.jobs import JobRegistry
 from workbench.organism import DEFAULT_MODEL
+from workbench.scale.vector import ScaleVector
 from workbench.store.effects import EffectStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -99,7 +100,7 @@ def test_cancel_from_the_page_leaves_the_store_consistent(page, server):
     page.fill("#sweeps-alphas", "0, 0.25")
     page.click("#sweeps-launch")
     card = page.locator(".job-card", has_text="sweep α = 0, 0.25")
-    card.locator(".job-message", has_text="chunk 1 of").wait_for(timeout=240_000)  # one chunk stored, more to come
+    card.locator(".job-message", has_text="1 of 4 chunks stored").wait_for(timeout=240_000)  # one chunk stored, more to come
     card.get_by_role("button", name="Cancel").click()
     card.locator(".job-state", has_text="cancelled").wait_for(timeout=240_000)
     store = EffectStore(server["store"])
@@ -161,12 +162,20 @@ def test_export_downloads_a_valid_head_set_and_vector(page, server, tmp_path):
     hs = HeadSet.load(path)  # the workbench's own validation
     manifests = {e.key: e.manifest for e in EffectStore(server["store"]).ls()}
     assert hs.model_fingerprint in {m["model_fingerprint"] for m in manifests.values()}
+    # The Train page's default vector scales every position (the study's setting): the ScAle reference format would apply
+    # it at the last token only, another intervention, so the page refuses that format under the field ...
     page.click("#export-vec-format label:has-text('npy')")
+    page.click("#export-vec-download-button")
+    page.locator("#export-vector-error").get_by_text("positions", exact=False).wait_for(timeout=15_000)
+    # ... and the workbench's own format carries it whole.
+    page.click("#export-vec-format label:has-text('safetensors')")
     with page.expect_download(timeout=15_000) as dl:
         page.click("#export-vec-download-button")
     with zipfile.ZipFile(io.BytesIO(open(dl.value.path(), "rb").read())) as z:
-        shape = organism_shape()
-        assert np.load(io.BytesIO(z.read("eff_attn.npy"))).shape == shape
+        z.extractall(tmp_path / "vec")
+    (st,) = (tmp_path / "vec").glob("*.safetensors")
+    vec = ScaleVector.load(st)
+    assert tuple(vec.attn.shape) == organism_shape() and vec.positions == "all"
     screenshot(page, "export")
 
 
@@ -206,7 +215,8 @@ def test_explorer_and_head_page_on_a_qwen2_5_vl_sweep(chromium, qwen_app):
     try:
         store = EffectStore(qwen_app["store"])
         frame = store.read(qwen_app["key"])
-        mean = frame.groupby(["layer", "head"])["value"].mean()
+        spatial = frame[frame["task"].isin(["relation", "verify"])]  # the explorer (and head page) show spatial probes by default
+        mean = spatial.groupby(["layer", "head"])["value"].mean()
         page.goto(qwen_app["url"])
         assert heatmap_shape(page) == [2, 4]
         info = page.locator("#explorer-info")
@@ -224,7 +234,8 @@ def test_explorer_and_head_page_on_a_qwen2_5_vl_sweep(chromium, qwen_app):
         assert qwen_app["model"] in title.inner_text()
         curve = page.evaluate(f"{GRAPH.format(id='head-curve')}.data[0]")
         assert curve["x"] == [0, 1] and curve["y"][0] == pytest.approx(mean[(1, 3)], abs=1e-6) and curve["y"][1] == 0
-        assert page.locator("#head-affected .probe-card").count() == 4  # every probe of the set, ranked by its effect
+        # every spatial probe of the set (the head page's default task, as the explorer's), ranked by its effect
+        assert page.locator("#head-affected .probe-card").count() == spatial["probe_id"].nunique()
         screenshot(page, "head-qwen2_5_vl")
     finally:
         context.close()

@@ -48,7 +48,7 @@ def test_cancelled_sweep_leaves_whole_chunks_and_resumes(tmp_path, probes_dir):
                           attention_probes=0)
     job = reg.submit("sweep", params)
     deadline = time.monotonic() + 300
-    while reg.get(job.id).progress.get("done", 0) < 1:
+    while reg.get(job.id).progress.get("chunks_done", 0) < 1:  # progress "done" counts work units, inside chunks
         assert time.monotonic() < deadline and not reg.get(job.id).final, reg.get(job.id).error
         time.sleep(0.1)
     reg.cancel(job.id)
@@ -79,13 +79,16 @@ def test_failures_come_back_as_one_line(tmp_path, monkeypatch):
 
 def test_training_job_reports_curves_scores_and_saves(tmp_path):
     reg = JobRegistry(tmp_path)
-    params = train_params(tmp_path, str(DEFICIT_MODEL), "fix", mode="attn", epochs=1, n_train=48, lr=3e-3)
+    params = train_params(tmp_path, str(DEFICIT_MODEL), "fix", mode="attn", epochs=1, n_train=48, lr=3e-3, batch=16)
     job = reg.wait(reg.submit("train", params).id, timeout=300)
     assert job.state == "done", job.error
     steps = [p for p in job.points if p["kind"] == "step"]
     assert len(steps) == 3 and [p["global_step"] for p in steps] == [1, 2, 3]  # 43 training probes (5 for validation), batch 16
     assert (tmp_path / "scales" / "fix.safetensors").is_file() and (tmp_path / "scales" / "fix.json").is_file()
     assert 0 <= job.result["accuracy_before"] <= 1 and 0 <= job.result["accuracy_after"] <= 1
+    saved = json.loads((tmp_path / "scales" / "fix.json").read_text())["metrics"]["eval"]
+    assert {"spatial", "control", "all"} <= set(saved["before"]) and {"spatial", "control", "all"} <= set(saved["after"])
+    assert saved["accuracy_before"] == saved["before"]["spatial"] == job.result["before"]["spatial"]
     # asked to stop before it starts: cancelled, nothing saved
     early = reg.submit("train", {**params, "name": "never"}, start=False)
     reg.cancel(early.id)

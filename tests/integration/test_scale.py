@@ -205,12 +205,17 @@ def test_lora_and_ia3_train_on_a_copy_with_the_expected_parameter_counts(llava_v
     assert lora.history["history"][0]["train_loss"] > 0
 
 
-def test_paper_split_is_seeded_20_80_and_disjoint(small_probes):
-    from workbench.scale.train import paper_split
+def test_the_app_and_cli_paper_split_is_the_reference_per_task_split(small_probes):
+    """The one paper split (workbench.scale.split): each task's floor(20%) to train, the rest to test, seeded."""
+    import math
+    from collections import Counter
 
-    train, test = paper_split(small_probes, 0)
-    assert (len(train), len(test)) == (48, 192)
+    from workbench.scale.split import reference_split
+
+    train, test = reference_split(small_probes, 0)
+    sizes = Counter(it.task for it in small_probes)
+    assert len(train) == sum(math.floor(0.2 * n) for n in sizes.values()) and len(train) + len(test) == len(small_probes)
     ids_a, ids_b = {it.id for it in train}, {it.id for it in test}
     assert not ids_a & ids_b and len(ids_a | ids_b) == len(small_probes)
-    assert {it.id for it in paper_split(small_probes, 0)[0]} == ids_a
-    assert {it.id for it in paper_split(small_probes, 1)[0]} != ids_a
+    assert {it.id for it in reference_split(small_probes, 0)[0]} == ids_a
+    assert {it.id for it in reference_split(small_probes, 1)[0]} != ids_a

@@ -366,11 +366,13 @@ def test_the_compare_page_never_reads_a_vector_outside_the_store(served):
     """Compare reads the vectors it is asked for by name: one from outside the store is one line under the page, never
     drawn (before, ``data.vector_matrix`` read ``<store>/scales/../../x`` and the page then failed with a 500)."""
     store, outside, client = served
-    outs = ["heatmaps", "diff", "table", "message"]
+    outs = [("alpha", "options"), ("alpha", "value"), ("heatmaps", "children"), ("scale-note", "children"), ("diff", "children"),
+            ("table", "children"), ("message", "children")]
     for name in ("../../x", str(outside)):
-        body = {"output": ".." + "...".join(f"compare-{o}.children" for o in outs) + "..",
-                "outputs": [{"id": f"compare-{o}", "property": "children"} for o in outs],
-                "inputs": [{"id": "compare-items", "property": "value", "value": [f"vector:{name}", "vector:inside"]}],
+        body = {"output": ".." + "...".join(f"compare-{o}.{p}" for o, p in outs) + "..",
+                "outputs": [{"id": f"compare-{o}", "property": p} for o, p in outs],
+                "inputs": [{"id": "compare-items", "property": "value", "value": [f"vector:{name}", "vector:inside"]},
+                           {"id": "compare-alpha", "property": "value", "value": None}],
                 "changedPropIds": ["compare-items.value"]}
         r = client.post("/_dash-update-component", json=body)
         assert r.status_code == 200, r.data[:300]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.jobs.params import DEFAULT_PROBES, FieldError, parse_alphas, parse_heads, sweep_params, train_params
+from workbench.jobs.params import DEFAULT_PROBES, STUDY_TRAIN, FieldError, parse_alphas, parse_heads, sweep_params, train_params
 
 
 def test_alphas_parse_and_keep_order():
@@ -44,7 +44,7 @@ def test_sweep_params_validate_every_choice(tmp_path):
 
 def test_train_params(tmp_path):
     p = train_params(tmp_path, "org/model", "fix-1", heads="L1H2")
-    assert (p["heads"], p["epochs"], p["mode"]) == ([[1, 2]], 5, "both")
+    assert p["heads"] == [[1, 2]] and all(p[k] == v for k, v in STUDY_TRAIN.items())  # the defaults: the organism study's
     assert train_params(tmp_path, "org/model", "fix-1")["heads"] is None  # None = all heads; "" is an error
     for kwargs, field in [({"name": "bad name"}, "name"), ({"heads": ""}, "heads"), ({"epochs": 0}, "epochs"), ({"lr": "fast"}, "lr"),
                           ({"mode": "mlp", "heads": "L0H0"}, "heads"), ({"s_max": -1}, "s_max")]:

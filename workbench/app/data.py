@@ -101,38 +101,53 @@ class SweepData:
                 return i
         raise WorkbenchError(f"sweep {self.key[:12]} has no α = {alpha:g}", f"choose one of {', '.join(f'{a:g}' for a in self.alphas)}")
 
-    def mask(self, relation: str) -> np.ndarray:
-        if relation in (None, "", ALL):
+    def task_mask(self, task: str = ALL) -> np.ndarray:
+        """``[probe]`` bool: the probes of ``task``: a task name (``relation``, ``color`` …), a family (``spatial``,
+        ``control``: the tasks of :data:`workbench.probes.items.SPATIAL_TASKS` / ``CONTROL_TASKS``) or ``ALL``."""
+        from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS
+
+        if task in (None, "", ALL):
             return np.ones(len(self.probe_ids), dtype=bool)
-        m = np.asarray([r == relation for r in self.relations])
+        members = {"spatial": SPATIAL_TASKS, "control": CONTROL_TASKS}.get(task, (task,))
+        m = np.asarray([t in members for t in self.tasks], dtype=bool)
         if not m.any():
-            raise WorkbenchError(f"no probe of sweep {self.key[:12]} has relation {relation!r}",
-                                 f"choose one of {', '.join(sorted(set(self.relations) - {''}))}")
+            present = sorted(set(self.tasks))
+            raise WorkbenchError(f"no probe of sweep {self.key[:12]} is of task {task!r}",
+                                 f"choose one of {', '.join(present)}, or a family (spatial, control) they belong to")
+        return m
+
+    def mask(self, relation: str, task: str = ALL) -> np.ndarray:
+        """``[probe]`` bool: the probes of ``task`` (see :meth:`task_mask`) with ``relation`` (``ALL``: any)."""
+        m = self.task_mask(task)
+        if relation in (None, "", ALL):
+            return m
+        m = m & np.asarray([r == relation for r in self.relations], dtype=bool)
+        if not m.any():
+            among = sorted({r for r, t in zip(self.relations, self.task_mask(task)) if t} - {""})
+            where = "" if task in (None, "", ALL) else f" among its {task} probes"
+            raise WorkbenchError(f"no probe of sweep {self.key[:12]} has relation {relation!r}{where}",
+                                 f"choose one of {', '.join(among)}" if among else "choose all relations")
         return m
 
 
-def sweep_data(root: str | Path, key: str) -> SweepData:
+def sweep_data(root: str | Path, key: str, fresh: bool = False) -> SweepData:
+    """Sweep ``key`` (or a unique prefix) as a dense array, cached per process; ``fresh`` reads and verifies it now,
+    past the cache (for saying why a sweep that the listing finds incomplete cannot be read)."""
     store = EffectStore(root)
     full = store.resolve(key)
-    return _sweep_data(str(Path(root).resolve()), full, len(store.chunk_names(full)))
+    args = (str(Path(root).resolve()), full, len(store.chunk_names(full)))
+    return _sweep_data.__wrapped__(*args) if fresh else _sweep_data(*args)
 
 
 @lru_cache(maxsize=16)
 def _sweep_data(root: str, key: str, n_chunks: int) -> SweepData:
+    """The dense ``[probe, alpha, layer, head]`` array of a complete sweep, probes in the order the store holds them
+    (:meth:`~workbench.store.effects.EffectStore.read_dense`: its verified dense copy, or every chunk read and
+    verified). Refuses incomplete or corrupt sweeps."""
     store = EffectStore(root)
-    manifest = store.manifest(key)
-    frame = store.read(key)  # refuses incomplete or corrupt sweeps
-    alphas = tuple(manifest["spec"]["alphas"])
-    probes = frame.drop_duplicates("probe_id")[["probe_id", "relation", "task"]]
-    pidx = {p: i for i, p in enumerate(probes["probe_id"])}
-    n_layers, n_heads = manifest["shape"]
-    heads = n_heads if manifest["spec"]["target"] == "heads" else 1
-    values = np.full((len(pidx), len(alphas), n_layers, heads), np.nan)
-    aidx = {a: i for i, a in enumerate(alphas)}
-    values[frame["probe_id"].map(pidx).to_numpy(), frame["alpha"].map(aidx).to_numpy(), frame["layer"].to_numpy(),
-           np.maximum(frame["head"].to_numpy(), 0)] = frame["value"].to_numpy()
-    return SweepData(key=key, manifest=manifest, values=values, alphas=alphas, probe_ids=tuple(probes["probe_id"]),
-                     relations=tuple(probes["relation"]), tasks=tuple(probes["task"]))
+    d = store.read_dense(key)
+    return SweepData(key=key, manifest=store.manifest(key), values=d.values, alphas=d.alphas, probe_ids=d.probe_ids,
+                     relations=d.relations, tasks=d.tasks)
 
 
 def bootstrap(values: np.ndarray, n_boot: int = 500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -158,65 +173,108 @@ class Matrix:
     alpha: float
     relation: str
     metric: str
+    task: str = ALL
 
 
-def matrix(root: str | Path, key: str, alpha: float, relation: str = ALL) -> Matrix:
+def matrix(root: str | Path, key: str, alpha: float, relation: str = ALL, task: str = ALL) -> Matrix:
+    """The ``[layer, head]`` mean effect at ``alpha`` over the probes of ``task`` (a task, a family ``spatial`` /
+    ``control``, or ``ALL``) with ``relation`` (or ``ALL``), and its seeded bootstrap 95% interval."""
     data = sweep_data(root, key)
-    return _matrix(data, float(alpha), relation or ALL)
+    return _matrix(data, float(alpha), relation or ALL, task or ALL)
 
 
 @lru_cache(maxsize=64)
-def _matrix(data: SweepData, alpha: float, relation: str) -> Matrix:
-    v = data.values[data.mask(relation), data.alpha_index(alpha)]  # [probe, layer, head]
+def _matrix(data: SweepData, alpha: float, relation: str, task: str = ALL) -> Matrix:
+    v = data.values[data.mask(relation, task), data.alpha_index(alpha)]  # [probe, layer, head]
     low, high = bootstrap(v)
-    return Matrix(v.mean(0), low, high, int(v.shape[0]), alpha, relation, data.manifest["spec"]["metric"])
+    return Matrix(v.mean(0), low, high, int(v.shape[0]), alpha, relation, data.manifest["spec"]["metric"], task)
 
 
 # ---------------------------------------------------------------- one head
-def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8, attention_probes: int = 4) -> dict:
-    """Everything the head page draws, from the store: α-curve, per relation, most affected probes, attention."""
+def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8, attention_probes: int = 4, task: str | None = None,
+                probe: str | None = None, scale: str = "model") -> dict:
+    """Everything the head page draws, from the store: α-curve, per relation, most affected probes, attention.
+
+    ``head = -1`` (or any head of an MLP sweep) is the layer's MLP. ``task``: which probes the α-curve averages and the
+    ranking ranks (:func:`workbench.app.head_visuals.task_choices`; default spatial). The per-relation means are over
+    the probes that carry a true relation (spatial probes), each with its count. Attention (heads only): the stored maps
+    of ``attention_probes`` probes starting at ``probe`` (default the first stored), each an overlay on one shared scale
+    (``scale``: :func:`~workbench.app.head_visuals.attention_scale`); MLPs have none. A bad ``task`` / ``probe`` falls
+    back to the default and says so in ``problems``."""
+    from workbench.app import head_visuals as hv
+
     data = sweep_data(root, key)
     n_layers, n_heads = data.shape
-    h = 0 if data.manifest["spec"]["target"] == "mlp" else head
+    is_mlp = data.manifest["spec"]["target"] == "mlp"
+    if head < 0 and not is_mlp:
+        raise WorkbenchError(f"sweep {data.key[:12]} scaled attention heads, not MLPs: L{layer} MLP is not in it", "pick a head on the heatmap")
+    h = 0 if is_mlp else head
     if not (0 <= layer < n_layers and 0 <= h < n_heads):
-        raise WorkbenchError(f"head L{layer}H{head} is outside this model's {n_layers} layers × {n_heads} heads",
-                             "pick a head on the heatmap")
-    v = data.values[:, :, layer, h]  # [probe, alpha]
-    low, high = bootstrap(v)
-    curve = [{"alpha": a, "mean": float(v[:, i].mean()), "low": float(low[i]), "high": float(high[i])} for i, a in enumerate(data.alphas)]
-    if data.manifest["spec"]["metric"] != "kl" and 1.0 not in data.alphas:
-        curve.append({"alpha": 1.0, "mean": 0.0, "low": 0.0, "high": 0.0, "identity": True})  # α = 1 is exactly the clean model
-    curve.sort(key=lambda p: p["alpha"])
-    relations = sorted(set(data.relations) - {""})
-    per_relation = {r: [float(v[data.mask(r), i].mean()) for i in range(len(data.alphas))] for r in relations}
-    first = 0  # rank probes by their effect at the sweep's first α (the ablation, where it was swept)
-    order = np.argsort(-np.abs(v[:, first]), kind="stable")[:top]
+        raise WorkbenchError(f"{site_label(layer, -1 if is_mlp else head)} is outside this model's {n_layers} layers"
+                             + ("" if is_mlp else f" × {n_heads} heads"), "pick a site on the heatmap")
     library = Library(root)
     try:
         probes = library.probes(data.manifest["probeset_hash"])
         by_id = {it.id: it for it in probes}
     except WorkbenchError:
         probes, by_id = None, {}
+    families = [hv.family_of(t, by_id[p].family if p in by_id else None) for p, t in zip(data.probe_ids, data.tasks)]
+    problems = []
+    chosen = hv.normalize_task(task or hv.default_task(families), data.tasks)
+    try:
+        keep = hv.task_mask(chosen, data.tasks, families)
+    except WorkbenchError as e:
+        problems.append(str(e))
+        chosen = hv.default_task(families)
+        keep = hv.task_mask(chosen, data.tasks, families)
+    v_all = data.values[:, :, layer, h]  # [probe, alpha]
+    v = v_all[keep]
+    low, high = bootstrap(v)
+    curve = [{"alpha": a, "mean": float(v[:, i].mean()), "low": float(low[i]), "high": float(high[i])} for i, a in enumerate(data.alphas)]
+    if data.manifest["spec"]["metric"] != "kl" and 1.0 not in data.alphas:
+        curve.append({"alpha": 1.0, "mean": 0.0, "low": 0.0, "high": 0.0, "identity": True})  # α = 1 is exactly the clean model
+    curve.sort(key=lambda p: p["alpha"])
+    relations = sorted(set(data.relations) - {""})
+    per_relation = {r: [float(v_all[data.mask(r), i].mean()) for i in range(len(data.alphas))] for r in relations}
+    relation_n = {r: int(data.mask(r).sum()) for r in relations}
+    first = 0  # rank probes by their effect at the sweep's first α (the ablation, where it was swept)
+    idx = np.flatnonzero(keep)
+    order = idx[np.argsort(-np.abs(v_all[idx, first]), kind="stable")[:top]]
     affected = []
     for i in order:
         pid = data.probe_ids[i]
         it = by_id.get(pid)
-        affected.append({"probe_id": pid, "effect": float(v[i, first]), "relation": data.relations[i], "task": data.tasks[i],
+        affected.append({"probe_id": pid, "effect": float(v_all[i, first]), "relation": data.relations[i], "task": data.tasks[i],
                          "question": it.question if it else "", "answer": it.answer if it else "",
                          "image": png_uri(probes.image(it)) if it else ""})
-    attention = []
-    maps = library.attention(data.manifest["model_fingerprint"], data.manifest["probeset_hash"])
-    if maps is not None and probes is not None and maps.grid[0] > 1 and h == head:
-        per_probe = maps.for_head(layer, head).numpy()
-        for j, pid in enumerate(maps.probe_ids[:attention_probes]):
-            if pid in by_id:
-                attention.append({"probe_id": pid, "question": by_id[pid].question, "answer": by_id[pid].answer, "mass": float(per_probe[j].sum()),
-                                  "image": png_uri(attention_overlay(probes.image(by_id[pid]), per_probe[j], size=192))})
-    return {"key": data.key, "layer": layer, "head": head, "site": site_label(layer, head if data.manifest["spec"]["target"] == "heads"
-                                                                               else -1),
-            "metric": data.manifest["spec"]["metric"], "model": data.manifest["model"], "probes": data.manifest["probes"],
-            "alphas": list(data.alphas), "curve": curve, "per_relation": per_relation, "affected": affected, "ablation_alpha": data.alphas[first],
-            "attention": attention}
+    attention, choices, scale_max = [], [], None
+    maps = None if is_mlp else library.attention(data.manifest["model_fingerprint"], data.manifest["probeset_hash"])
+    if maps is not None and probes is not None and maps.grid[0] > 1:
+        stored = [pid for pid in maps.probe_ids if pid in by_id]
+        choices = [{"value": pid, "label": f"{by_id[pid].question} ({by_id[pid].answer})"} for pid in stored]
+        shown, problem = hv.attention_window(stored, probe, attention_probes)
+        if problem:
+            problems.append(problem)
+        rows = [maps.probe_ids.index(stored[j]) for j in shown]
+        attn = maps.attn.numpy()  # [probe, layer, head, patch]
+        if scale not in hv.SCALES:
+            problems.append(f"unknown attention scale {scale!r}; showing the model-wide one")
+            scale = "model"
+        scale_max = hv.attention_scale(attn, rows, layer, head, scale)
+        per_probe = maps.for_head(layer, head).numpy()  # [probe, rows, cols]
+        for j in rows:
+            pid = maps.probe_ids[j]
+            attention.append({"probe_id": pid, "question": by_id[pid].question, "answer": by_id[pid].answer,
+                              "mass": float(per_probe[j].sum()), "peak": float(per_probe[j].max()),
+                              "image": png_uri(attention_overlay(probes.image(by_id[pid]), per_probe[j], scale_max=scale_max, size=192))})
+    metric = data.manifest["spec"]["metric"]
+    return {"key": data.key, "layer": layer, "head": -1 if is_mlp else head, "is_mlp": is_mlp, "site": site_label(layer, -1 if is_mlp else head),
+            "metric": metric, "metric_axis": hv.metric_axis(metric), "metric_note": hv.metric_note(metric),
+            "model": data.manifest["model"], "probes": data.manifest["probes"],
+            "alphas": list(data.alphas), "curve": curve, "task": chosen, "tasks": hv.task_choices(data.tasks, families), "n_curve": int(keep.sum()),
+            "per_relation": per_relation, "relation_n": relation_n, "affected": affected, "ablation_alpha": data.alphas[first],
+            "attention": attention, "attention_choices": choices, "attention_scale": scale_max, "scale": scale,
+            "probe": attention[0]["probe_id"] if attention else None, "problems": problems}
 
 
 def prefetch_head_pages(root: str | Path, manifest: dict) -> None:
@@ -238,17 +296,25 @@ def _obj(d, name: str) -> dict:
 
 
 def vectors(root: str | Path) -> list[dict]:
-    """Saved scale vectors (``<store>/scales``) whose metadata reads, newest first, with their evaluation where the job
-    recorded one (:func:`catalog_problems` names the others)."""
+    """Saved scale vectors (``<store>/scales``) whose metadata reads, newest first, with their evaluation where one was
+    recorded (:func:`catalog_problems` names the others).
+
+    ``before`` / ``after``: accuracy on the vector's test probes without / with it, per task, per family (``spatial``,
+    ``control``) and ``all`` (fractions; ``metrics["eval"]``, written by the training job, ``workbench scale train`` or an
+    import given a probe set, through :func:`workbench.scale.train.evaluate_vector`); ``{}`` and ``measured = False``
+    when nothing measured it (the pages then say "not measured"). ``eval_n``: the number of test probes."""
     rows = []
     for name, meta, st in Library(root).scale_vectors():
         metrics = _obj(meta, "metrics")
         ev = _obj(metrics, "eval")
+        before, after = _obj(ev, "before"), _obj(ev, "after")
+        if not before and isinstance(ev.get("accuracy_before"), (int, float)):  # a record with only the legacy keys
+            before, after = {"spatial": ev["accuracy_before"]}, {"spatial": ev.get("accuracy_after")}
         rows.append({"name": name, "path": str(st), "model": str(meta.get("model", "")), "mode": str(meta.get("mode", "")),
                      "s_max": meta.get("s_max"), "positions": meta.get("positions", ""), "layers": meta.get("layers"), "heads": meta.get("heads"),
                      "n_params": metrics.get("n_params"), "best_epoch": metrics.get("best_epoch"),
-                     "before": _obj(ev, "before"), "after": _obj(ev, "after"), "eval_probes": ev.get("probes", ""),
-                     "mtime": st.stat().st_mtime})
+                     "before": before, "after": after, "measured": bool(before or after), "eval_probes": str(ev.get("probes", "")),
+                     "eval_n": ev.get("n") if isinstance(ev.get("n"), int) else None, "mtime": st.stat().st_mtime})
     return sorted(rows, key=lambda r: -r["mtime"])
 
 

@@ -34,10 +34,11 @@ def current() -> Settings:
 
 def known_models() -> list[dict]:
     """The models the forms offer first: the shipped organism and its planted-deficit twin, then the default."""
+    from workbench.app.train_views import model_label
     from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
 
     out = [{"label": "organism (shipped)", "value": str(DEFAULT_MODEL)},
-           {"label": "organism-deficit (5 damaged heads)", "value": str(DEFICIT_MODEL)}]
+           {"label": model_label("organism-deficit", DEFICIT_MODEL), "value": str(DEFICIT_MODEL)}]  # count from planted.json
     model = current().model
     if model not in (o["value"] for o in out):
         out.insert(0, {"label": Path(model).name or model, "value": model})

@@ -3,12 +3,15 @@
 Forms (the app's, a notebook's) hand strings and numbers here; :func:`sweep_params` and
 :func:`train_params` return the plain dict a job runs on, or raise :class:`FieldError` naming the
 field, so a form can put the message next to that field instead of showing a traceback. Nothing
-here loads a model: checks that need one (a head index beyond the model's heads) happen in the job
-and come back as its error line.
+here loads a model: a head set is checked against the shape in a model folder's ``config.json``
+(:func:`heads_for_model`); what only the loaded model knows (a hub id's shape) is checked in the
+job and comes back as its error line. Pointless requests are refused too: α = 1 alone
+(:func:`check_not_identity`), the identity, which would run every forward pass to measure zeros.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -72,6 +75,60 @@ def parse_heads(text: str) -> list[list[int]]:
     return heads
 
 
+IDENTITY = 1.0  # α = 1 leaves a site as it is
+
+
+def check_not_identity(alphas) -> None:
+    """Refuse an α list that is the identity alone: scaling a site by 1 changes nothing, so every effect is 0 and
+    the sweep (minutes of forward passes) would measure nothing. An α list with 1 among other factors is fine."""
+    if alphas and all(float(a) == IDENTITY for a in alphas):
+        raise FieldError("alphas", "α = 1 alone is the identity: every effect would be 0, so there is nothing to measure",
+                         "add a factor other than 1, e.g. 0, 0.5, 2 (α = 0 ablates)")
+
+
+def model_shape(model: str) -> tuple[int, int] | None:
+    """``(layers, query heads)`` of a model folder, read from its ``config.json`` (the text config's
+    ``num_hidden_layers`` × ``num_attention_heads``, every layer kind counted, as the loaded model's site has them),
+    without loading the model. None when it cannot be known here (a hub id, an unreadable or unusual config):
+    the job then checks the heads once the model is loaded."""
+    folder = Path(str(model or "").strip()).expanduser()
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
+    layers, heads = text.get("num_hidden_layers"), text.get("num_attention_heads")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (layers, heads)):
+        return None
+    return layers, heads
+
+
+def check_heads_in_model(heads: list[list[int]], shape: tuple[int, int] | None, field: str = "heads") -> None:
+    """Refuse a head set naming a head the model lacks, before a job starts; the message names the model's shape.
+
+    ``heads``: ``[[layer, head], …]`` as :func:`parse_heads` returns them (an empty list is refused too);
+    ``shape``: ``(layers, heads)`` from :func:`model_shape` (None: unknown here, nothing is checked but emptiness)."""
+    if not heads:
+        raise FieldError(field, "the head set is empty", "list at least one head (L0H4, L2H1) or choose all heads")
+    if shape is None:
+        return
+    n_layers, n_heads = shape
+    outside = [f"L{a}H{b}" for a, b in heads if not (0 <= a < n_layers and 0 <= b < n_heads)]
+    if outside:
+        verb = "is" if len(outside) == 1 else "are"
+        raise FieldError(field, f"{', '.join(outside)} {verb} outside the model: it has {n_layers} layers × {n_heads} heads "
+                                f"(L0H0 to L{n_layers - 1}H{n_heads - 1})",
+                         f"pick heads with layer < {n_layers} and head < {n_heads}")
+
+
+def heads_for_model(text: str, model: str, field: str = "heads") -> list[list[int]]:
+    """A typed head set checked against the model it will run on: :func:`parse_heads`, then
+    :func:`check_heads_in_model` with the folder's :func:`model_shape` (a form calls this before submitting)."""
+    heads = parse_heads(text)
+    check_heads_in_model(heads, model_shape(model), field)
+    return heads
+
+
 def _model(model: str) -> str:
     """A model folder (it must hold config.json: any other server directory is refused) or a hub id."""
     model = str(model or "").strip()
@@ -131,26 +188,40 @@ def _show(v: float) -> str:
 def sweep_params(store: str, model: str, probes: str = DEFAULT_PROBES, alphas: str = "0, 0.5, 2", metric: str = "logit_diff",
                  positions: str = "last", target: str = "heads", attention_probes: int = 16, device: str = "cpu",
                  label: str = "", probes_per_chunk: int = 64) -> dict:
-    return {"store": str(store), "model": _model(model), "probes": _probes(probes), "alphas": list(parse_alphas(alphas)),
+    alpha_list = parse_alphas(alphas)
+    check_not_identity(alpha_list)
+    return {"store": str(store), "model": _model(model), "probes": _probes(probes), "alphas": list(alpha_list),
             "metric": _choice("metric", metric, METRICS), "positions": _choice("positions", positions, POSITIONS),
             "target": _choice("target", target, TARGETS),
             "attention_probes": _number("attention_probes", attention_probes, int, 0, MAX_ATTENTION_PROBES), "device": _device(device),
             "label": label or f"sweep α={alphas}", "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1, MAX_PROBES)}
 
 
-def train_params(store: str, model: str, name: str, probes: str = DEFAULT_PROBES, mode: str = "both", heads: str | None = None,
-                 s_max: float = 10.0, epochs: int = 5, lr: float = 1e-3, batch: int = 16, positions: str = "last",
-                 n_train: int = 400, seed: int = 0, device: str = "cpu") -> dict:
-    """``heads=None`` trains every head; a string must list at least one (an empty one is an error, not "all")."""
+# The organism study's ScAle all-positions setting (analyses/organism_study.py, row scale-all-attn of
+# analyses/results/organism_study.md): the training job's and the Train page's defaults, so a default run on the
+# deficit organism is the study's run. The repair set is n_train fresh probes of every task (half spatial, half
+# control), drawn as the organism draws its scenes; patience = epochs: no early stop, the best epoch is kept.
+STUDY_TRAIN = {"mode": "attn", "positions": "all", "s_max": 10.0, "epochs": 15, "lr": 1e-2, "batch": 32, "n_train": 2000,
+               "patience": 15, "l2": 1e-4, "seed": 0}
+
+
+def train_params(store: str, model: str, name: str, probes: str = DEFAULT_PROBES, mode: str = STUDY_TRAIN["mode"],
+                 heads: str | None = None, s_max: float = STUDY_TRAIN["s_max"], epochs: int = STUDY_TRAIN["epochs"],
+                 lr: float = STUDY_TRAIN["lr"], batch: int = STUDY_TRAIN["batch"], positions: str = STUDY_TRAIN["positions"],
+                 n_train: int = STUDY_TRAIN["n_train"], seed: int = STUDY_TRAIN["seed"], device: str = "cpu",
+                 patience: int = STUDY_TRAIN["patience"], l2: float = STUDY_TRAIN["l2"]) -> dict:
+    """``heads=None`` trains every head; a string must list at least one (an empty one is an error, not "all").
+    Defaults: :data:`STUDY_TRAIN`."""
     name = str(name or "").strip()
     if not NAME_PATTERN.match(name):
         raise FieldError("name", f"{name!r} is not a usable vector name", "use letters, digits, '-', '_' or '.' (up to 64)")
     mode = _choice("mode", mode, MODES)
-    head_list = None if heads is None else parse_heads(heads)
+    head_list = None if heads is None else heads_for_model(heads, model)  # a head outside a model folder's shape: refused here
     if head_list is not None and mode == "mlp":
         raise FieldError("heads", "a head set was given but mode mlp trains no heads", "choose mode attn or both, or all heads")
     return {"store": str(store), "model": _model(model), "name": name, "probes": _probes(probes), "mode": mode, "heads": head_list,
             "s_max": _number("s_max", s_max, float, 1e-3, 100), "epochs": _number("epochs", epochs, int, 1, 1000),
             "lr": _number("lr", lr, float, 1e-6, 1.0), "batch": _number("batch", batch, int, 1, 4096),
             "positions": _choice("positions", positions, POSITIONS), "n_train": _number("n_train", n_train, int, 10, MAX_PROBES),
-            "seed": _number("seed", seed, int, 0), "device": _device(device), "label": f"train {name}"}
+            "seed": _number("seed", seed, int, 0), "device": _device(device), "label": f"train {name}",
+            "patience": _number("patience", patience, int, 1, 1000), "l2": _number("l2", l2, float, 0, 1.0)}

@@ -11,8 +11,9 @@ A job is a folder ``<store>/jobs/<id>/``::
 returns at once; the caller (the Dash server, a notebook, a test) only ever reads ``status.json``. So
 no model code runs in the process that serves the app, a job outlives the page (or the server) that
 started it, and any number of readers can watch it. Cancelling writes ``cancel``; the worker checks
-it between units of work (sweep chunks, optimizer steps), so it stops where everything written is
-whole. A worker that dies without saying so (killed, out of memory) is reported as ``failed``.
+it between units of work (a sweep's forward passes, optimizer steps), so it stops where everything
+written is whole (a sweep keeps its finished chunks and drops the one under way). A worker that dies
+without saying so (killed, out of memory) is reported as ``failed``.
 
 This module knows nothing of Dash, models or torch.
 """
@@ -44,7 +45,7 @@ class Job:
     params: dict
     state: str
     created: float
-    progress: dict = field(default_factory=dict)  # done, total, message
+    progress: dict = field(default_factory=dict)  # done, total, message; since, since_done, at (for the ETA); a task's extras
     points: tuple[dict, ...] = ()  # curve points (training: step/epoch metrics)
     result: dict = field(default_factory=dict)
     error: str = ""
@@ -64,6 +65,21 @@ class Job:
     @property
     def label(self) -> str:
         return self.params.get("label") or self.id
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left, from the rate measured so far: the units done since the measurement began
+        (``progress["since"]``, ``["since_done"]``: the worker starts it at the first unit finished under the
+        current total) over the time they took, extrapolated to what remains and counted from the last update
+        (``["at"]``, wall-clock seconds). None until a rate is measurable (fewer than two updates with work done
+        under this total) and for finished jobs."""
+        p = self.progress
+        total, done = p.get("total") or 0, p.get("done", 0)
+        since, since_done, at = p.get("since"), p.get("since_done"), p.get("at")
+        if self.final or not total or since is None or since_done is None or at is None or done <= since_done or at <= since:
+            return None
+        rate = (done - since_done) / (at - since)  # units per second
+        left = (total - done) / rate - ((time.time() if now is None else now) - at)
+        return max(0.0, left)
 
 
 def write_json(path: Path, data: dict) -> None:

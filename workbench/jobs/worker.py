@@ -40,10 +40,23 @@ class FileReporter:
         self.status[f"{state}_at"] = time.time()
         self._write(force=True)
 
-    def progress(self, done: int, total: int, message: str = "") -> None:
+    def progress(self, done: int, total: int, message: str = "", **extra) -> None:
+        """``done`` of ``total`` units (``total = 0``: only the message changes). A new total starts a new rate
+        measurement, from its first finished unit on (``since``: wall-clock time, ``since_done``: units then), so the
+        start-up before it — a sweep's first probe batch being built — does not count as the pace of the work; ``at``
+        is the time of each update. A reader extrapolates the ETA from them (:meth:`~workbench.jobs.registry.Job.eta`).
+        ``extra`` keys (e.g. a sweep's chunk counts) are kept until overwritten."""
         prev = self.status.get("progress", {})
-        self.status["progress"] = {"done": done if total else prev.get("done", 0), "total": total or prev.get("total", 0),
-                                   "message": message or prev.get("message", "")}
+        now = time.time()
+        new = {**prev, **extra, "done": done if total else prev.get("done", 0), "total": total or prev.get("total", 0),
+               "message": message or prev.get("message", "")}
+        if total and total != prev.get("total"):
+            new.update(base_done=done, since=None, since_done=None)
+        if total and new.get("since") is None and done > new.get("base_done", 0):
+            new.update(since=now, since_done=done)
+        if total:
+            new["at"] = now
+        self.status["progress"] = new
         self._write(force=total > 0 and done == total)
 
     def point(self, point: dict) -> None:
@@ -66,7 +79,7 @@ def run(folder: Path) -> int:
     report.set_state("running")
     try:
         if report.should_stop():
-            raise Cancelled("cancelled before it started")
+            raise Cancelled("cancelled before it started: nothing stored")
         result = TASKS[head["kind"]](head["params"], report)
     except Cancelled as e:
         report.set_state("cancelled", error=str(e))

@@ -110,19 +110,6 @@ def split_train_val(probes: ProbeSet, fraction: float, seed: int) -> tuple[Probe
     return probes.filter(lambda it: it.id not in val_ids), probes.filter(lambda it: it.id in val_ids)
 
 
-def paper_split(probes: ProbeSet, seed: int, train_fraction: float = 0.2) -> tuple[ProbeSet, ProbeSet]:
-    """The ScAle paper's protocol for SpatialEval: a seeded random 20% to train on, the other 80% to test
-    (the paper reports seeds 0, 1, 2). Same seed, same split, whatever else the set is used for."""
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(probes), generator=g).tolist()
-    n_train = round(train_fraction * len(probes))
-    if not 0 < n_train < len(probes):
-        raise WorkbenchError(f"a {train_fraction:.0%} split of {len(probes)} probes leaves a side empty", "use a larger probe set")
-    train_ids = {probes.items[i].id for i in perm[:n_train]}
-    return (probes.filter(lambda it: it.id in train_ids, name=f"{probes.name}.paper{seed}-train"),
-            probes.filter(lambda it: it.id not in train_ids, name=f"{probes.name}.paper{seed}-test"))
-
-
 @torch.no_grad()
 def _validate(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], batch: int) -> dict[str, float]:
     loss, acc, n = 0.0, 0.0, 0
@@ -234,3 +221,29 @@ def train_scales(vlm: VLM, probes: ProbeSet, cfg: TrainConfig = TrainConfig(), h
                        metrics={"n_params": scales.n_trainable(), **result, "config": asdict(cfg)},
                        extra={"heads": [list(h) for h in heads] if heads is not None else None})
 
+
+
+def evaluate_vector(vlm: VLM, vector: ScaleVector, probes: ProbeSet, backend: str = "torch") -> dict:
+    """Accuracy on ``probes`` without and with ``vector`` applied: the record kept as ``vector.metrics["eval"]``.
+
+    Returns ``{"probes": name, "probes_hash": h, "n": len(probes), "before": {...}, "after": {...},
+    "before_relation": {...}, "after_relation": {...}, "accuracy_before": before["spatial"],
+    "accuracy_after": after["spatial"]}``. ``before`` / ``after`` map each task, each family
+    (``spatial``, ``control``) and ``all`` to the fraction of probes answered correctly (the option
+    with the highest last-position logit is the right one). A family with no probe in the set is
+    ``None`` (not measured), never 0; the ``*_relation`` dicts hold spatial accuracy per true relation.
+    """
+    from workbench.evaluation import score
+
+    if len(probes) == 0:
+        raise WorkbenchError("the evaluation probe set is empty", "evaluate on a probe set with items")
+    vector.check_model(vlm.fingerprint, vlm.site.shape, vlm.name)
+    before = score(vlm, probes, backend=backend)
+    after = score(vlm, probes, vector.interventions(), backend=backend)
+    b, a = before.by_task(), after.by_task()
+    for family in ("spatial", "control"):
+        b.setdefault(family, None)
+        a.setdefault(family, None)
+    return {"probes": probes.name, "probes_hash": probes.hash, "n": len(probes), "before": b, "after": a,
+            "before_relation": before.by_relation(), "after_relation": after.by_relation(),
+            "accuracy_before": b["spatial"], "accuracy_after": a["spatial"]}

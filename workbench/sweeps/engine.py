@@ -93,12 +93,23 @@ def _variants(vlm: VLM, spec: SweepSpec, chunk: Chunk) -> torch.Tensor:
     return out
 
 
+def chunk_units(shape: tuple[int, int], spec: SweepSpec, chunk: Chunk) -> int:
+    """Work units of a chunk, for progress: probes × variants (a variant is one α at one site, so
+    ``len(alphas) × layers × heads``, or ``len(alphas) × layers`` for MLPs). ``shape`` is the model's ``(layers, heads)``."""
+    sites = (chunk.layer_stop - chunk.layer_start) * (shape[1] if spec.target == "heads" else 1)
+    return (chunk.probe_stop - chunk.probe_start) * len(spec.alphas) * sites
+
+
 def run_chunk(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, engine: str = "auto",
-              batch_size: int = 16, packed_chunk: int = 512, should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+              batch_size: int = 16, packed_chunk: int = 512, should_stop: Callable[[], bool] | None = None,
+              on_units: Callable[[int], None] | None = None) -> torch.Tensor:
     """Effects of one chunk: ``[probe, alpha, layer, head]`` (``[probe, alpha, layer]`` for MLPs).
 
     ``should_stop`` is polled before every forward pass (each probe batch of the packed engine, each
-    variant of the naive one); when it says yes, :class:`~workbench.errors.Cancelled` abandons the chunk."""
+    variant of the naive one); when it says yes, :class:`~workbench.errors.Cancelled` abandons the chunk.
+    ``on_units(n)`` is told each time n more work units (:func:`chunk_units`: probe × variant) are computed —
+    after each probe batch of the packed engine, after each variant of a batch in the naive one — so a caller
+    can show progress inside a chunk; it only counts and changes no number."""
     def check() -> None:
         if should_stop is not None and should_stop():
             raise Cancelled(f"chunk {chunk.name} abandoned")
@@ -115,14 +126,19 @@ def run_chunk(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, engine:
         check()
         batch = build_batch(vlm, probes, items[s:s + batch_size])
         clean = be.last_logits(batch.inputs).float()
+        n_batch = len(items[s:s + batch_size])
         if engine == "packed":
             logits = packed_variant_logits(vlm, batch.inputs, head_f, mlp_f, chunk=packed_chunk)
+            if on_units is not None:
+                on_units(n_batch * len(factors))
         else:
             per_variant = []
             for v in range(len(factors)):
                 check()
                 ivs = [HeadScale(head_f[v], spec.positions)] if head_f is not None else [MlpScale(mlp_f[v], spec.positions)]
                 per_variant.append(be.last_logits(batch.inputs, ivs).float())
+                if on_units is not None:
+                    on_units(n_batch)
             logits = torch.stack(per_variant, dim=1)
         out.append(_effects(spec.metric, logits, clean, batch.option_ids, batch.answer))
     values = torch.cat(out)  # [probe, variant]

@@ -7,7 +7,8 @@ from the store and writes each result as it arrives; an executor only turns chun
 in any order. Because the store is written by the caller alone, atomically per chunk, an executor can
 die at any moment and the next run resumes at the first missing chunk, whichever executor it uses.
 
-- :class:`LocalExecutor` (the default): chunks in order, in this process, on the model already loaded.
+- :class:`LocalExecutor` (the default): chunks in order, in this process, on the model already loaded;
+  ``on_units`` in ``run_kwargs`` (see :func:`~workbench.sweeps.engine.run_chunk`) reports progress inside each chunk.
 - :class:`RayExecutor` (optional extra ``pip install 'spatial-head-workbench[ray]'``): ``workers`` Ray
   actors each load the model from its folder or hub id (``vlm.source``) once, check that its weights'
   fingerprint is the caller's, and take chunks as they free up. Works on a local Ray instance (started
@@ -94,6 +95,7 @@ class RayExecutor:
     def map(self, vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunks: list[Chunk], should_stop: Callable[[], bool] | None = None,
             **run_kwargs) -> Iterator[tuple[Chunk, torch.Tensor]]:
         ray = _import_ray()
+        run_kwargs.pop("on_units", None)  # a callback cannot reach into the actors: progress there moves per chunk
         if self.workers < 1:
             raise WorkbenchError(f"Ray needs at least one worker, got {self.workers}", "pass --ray-workers 1 or more")
         if vlm.source is None:

@@ -1,7 +1,9 @@
 """Export: discovered head sets (JSON, CSV) and scale vectors (safetensors, ScAle .npy) as downloads.
 
 Files come from :mod:`workbench.app.exports`, byte-for-byte what the CLI writes. A head set can also
-be kept in the store under a name, which the Train page then offers.
+be kept in the store under a name, which the Train page then offers. Heads are never ranked on α = 1, the
+identity (every effect 0 by construction, so a ranking would be noise): a sweep of α = 1 alone is listed
+disabled with that reason and never preselected, and α = 1 is disabled under "Rank by α".
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from workbench.app import data, exports, ids
 from workbench.app.components import field, relation_options, store_notice
+from workbench.app.jobs_view import IDENTITY_ONLY, alpha_options, export_sweeps, rankable_alphas
 from workbench.app.settings import current
 from workbench.errors import WorkbenchError
 from workbench.jobs.params import NAME_PATTERN
@@ -21,14 +24,15 @@ X = ids.export
 
 def layout(**_):
     root = current().store
-    sweeps = [{"label": r["label"], "value": r["key"]} for r in data.catalog(root) if r["complete"] and r["target"] == "heads"]
+    sweeps, first = export_sweeps(data.catalog(root))
     vecs = [{"label": f"{v['name']} ({v['model']}, {v['mode']})", "value": v["name"]} for v in data.vectors(root)]
     return html.Div([
         html.H2("Export"),
         store_notice(X),
         html.H3("Head set from a sweep"),
         html.Div([
-            field("Sweep", dcc.Dropdown(id=X.sweep, options=sweeps, value=sweeps[0]["value"] if sweeps else None, clearable=False),
+            field("Sweep", dcc.Dropdown(id=X.sweep, options=sweeps, value=first, clearable=False,
+                                        placeholder="no head sweep with an α other than 1" if sweeps else "no head sweep yet"),
                   X.sweep_error),
             field("Rank by α", dcc.Dropdown(id=X.alpha, clearable=False)),
             field("Relation", dcc.Dropdown(id=X.relation, clearable=False, value=data.ALL)),
@@ -56,20 +60,29 @@ def layout(**_):
 
 
 @callback(Output(X.alpha, "options"), Output(X.alpha, "value"), Output(X.relation, "options"), Output(X.sweep_error, "children"),
-          Input(X.sweep, "value"))
+          Output(X.relation, "value"), Input(X.sweep, "value"))
 def sweep_choices(key):
+    """α options, the α preselected, relation options, the line under the sweep field, and the relation value: every
+    probe, sent with its options so the menu shows it."""
     if not key:
-        return [], None, relation_options(), ""
+        identity = [r for r in data.catalog(current().store) if r["complete"] and r["target"] == "heads"]
+        why = f"the head sweeps here have {IDENTITY_ONLY}: run one with e.g. α = 0, 0.5, 2 on the Sweeps page"
+        return [], None, relation_options(), why if identity else "", data.ALL
     try:
         sd = data.sweep_data(current().store, key)
     except WorkbenchError as e:  # a sweep whose chunks fail their checks: its one line under the field, not a 500
-        return [], None, relation_options(), str(e)
-    return [{"label": f"{a:g}", "value": a} for a in sd.alphas], sd.alphas[0], relation_options(sd.relations), ""
+        return [], None, relation_options(), str(e), data.ALL
+    options, alpha = alpha_options(sd.alphas)
+    why = "" if alpha is not None else f"this sweep has {IDENTITY_ONLY}"
+    return options, alpha, relation_options(sd.relations), why, data.ALL
 
 
 def _headset(key, alpha, relation, k):
     if not key:
-        raise WorkbenchError("no head sweep in the store yet", "run one on the Sweeps page")
+        raise WorkbenchError("no head sweep to rank on in the store yet", "run one on the Sweeps page (with an α other than 1)")
+    if alpha is None or not rankable_alphas([alpha]):
+        raise WorkbenchError("α = 1 is the identity: every effect is 0 there, so a ranking would be noise",
+                             "rank by another α of the sweep (e.g. 0, which ablates)")
     try:
         k = int(k)
     except (TypeError, ValueError):

@@ -1,9 +1,12 @@
 """Sweeps: launch a head (or MLP) sweep as a background job, watch its progress, cancel it.
 
-The form is validated by :func:`workbench.jobs.sweep_params`; a bad field gets its message under it.
-Jobs run in worker processes (:class:`workbench.jobs.JobRegistry`); this page only lists them, so
-leaving and coming back shows each where it is. A cancelled sweep keeps the chunks it finished and
-resumes from there when launched again.
+The form is validated by :func:`workbench.jobs.sweep_params`; a bad field gets its message under it and
+nothing starts (α = 1 alone, the identity, is refused as a sweep that measures nothing). Jobs run in worker
+processes (:class:`workbench.jobs.JobRegistry`); this page only lists them, so leaving and coming back shows
+each where it is. Each card says what the job runs (:func:`workbench.app.jobs_view.describe`), its progress in
+work units (probe × variant, so it moves inside a chunk) with an ETA, and, once done, links to the Explorer
+on that sweep. A cancelled sweep keeps the chunks it finished (its card says how many) and resumes from
+there when launched again.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from workbench.app import ids
 from workbench.app.components import KEEP, field, job_card, store_notice
+from workbench.app.jobs_view import explorer_href
 from workbench.app.settings import current, known_models
 from workbench.jobs import FieldError, JobRegistry, sweep_params
 from workbench.jobs.params import DEFAULT_PROBES, METRICS
@@ -42,7 +46,7 @@ def layout(**_):
                                                           debounce=False, className="text")),
             field("Probe set", dcc.Dropdown(id=S.probes, **KEEP, options=probe_options(), value=DEFAULT_PROBES, clearable=False), S.probes_error),
             field("α values", dcc.Input(id=S.alphas, **KEEP, type="text", value="0, 0.5, 2", className="text"), S.alphas_error,
-                  hint="comma-separated; α = 0 ablates, 1 is the identity"),
+                  hint="comma-separated; α = 0 ablates, 1 alone (the identity) measures nothing"),
             field("Metric", dcc.Dropdown(id=S.metric, **KEEP, options=list(METRICS), value="logit_diff", clearable=False), S.metric_error),
             field("Positions", dcc.RadioItems(id=S.positions, **KEEP, options=["last", "all"], value="last", inline=True), S.positions_error),
             field("Target", dcc.RadioItems(id=S.target, **KEEP, options=["heads", "mlp"], value="heads", inline=True), S.target_error),
@@ -86,7 +90,8 @@ def jobs(_, __, seen):
         if j.state == "done" and j.result.get("key"):
             r = j.result
             extra = html.Div([f"sweep {r['key'][:12]} · {r['computed']} chunks computed, {r['cached']} from the store · ",
-                              dcc.Link("open in the Explorer", href="/")], className="job-result")
+                              dcc.Link("open in the Explorer", href=explorer_href(r["key"]), className="job-open")],
+                             className="job-result")
         cards.append(job_card(j, S.match("cancel", j.id), extra))
     return cards, signature
 
@@ -96,4 +101,5 @@ def cancel(clicks):
     if not ctx.triggered_id or not any(clicks):
         return no_update
     job = JobRegistry(current().store).cancel(ctx.triggered_id["id"])
-    return f"cancelling {job.id} (it stops after the chunk it is computing)"
+    return (f"cancelling {job.id}: it stops at its next forward pass; finished chunks stay in the store, "
+            "the chunk under way is dropped")
