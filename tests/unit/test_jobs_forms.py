@@ -166,6 +166,7 @@ def test_a_training_card_names_its_heads():
     text = describe("train", {"model": "/m/organism-deficit", "probes": DEFAULT_PROBES, "mode": "attn", "heads": [[0, 4], [2, 1]],
                               "positions": "all", "epochs": 15, "lr": 0.01, "batch": 32})
     assert "heads: L0H4, L2H1" in text and "positions: every token" in text and text.endswith("model: organism-deficit")
+    assert "probes: the study's repair set (every task), tested on the organism's held-out set (default)" in text
 
 
 def test_the_explorer_link_carries_the_key():

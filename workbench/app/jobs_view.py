@@ -34,9 +34,13 @@ def _name(path_or_id: str) -> str:
     return Path(text).name if text.startswith(("/", ".", "~")) else text
 
 
-def _probes(spec: str) -> str:
-    """The probe set by the name and size its header records (a library copy's folder is only a hash), else the folder's name."""
+def _probes(spec: str, kind: str = "sweep") -> str:
+    """The probe set by the name and size its header records (a library copy's folder is only a hash), else the folder's name.
+    The default differs by job: a sweep runs on the organism's held-out spatial probes; training draws the study's repair
+    set and tests on the whole 500-probe held-out set (:mod:`workbench.jobs.tasks`)."""
     if spec == DEFAULT_PROBES:
+        if kind == "train":
+            return "the study's repair set (every task), tested on the organism's held-out set (default)"
         return "the organism's held-out spatial set (default)"
     try:
         head = json.loads((Path(spec) / "probeset.json").read_text())
@@ -62,7 +66,7 @@ def describe(kind: str, params: dict) -> str:
                  f"{params.get('epochs')} epochs · lr {params.get('lr')} · batch {params.get('batch')}"]
     else:
         parts = [kind]
-    parts += [f"probes: {_probes(params.get('probes', DEFAULT_PROBES))}", f"model: {_name(params.get('model', ''))}"]
+    parts += [f"probes: {_probes(params.get('probes', DEFAULT_PROBES), kind)}", f"model: {_name(params.get('model', ''))}"]
     return " · ".join(parts)
 
 
