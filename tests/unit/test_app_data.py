@@ -93,6 +93,17 @@ def test_head_detail_curve_relations_and_most_affected(store):
     assert d["attention"] == []  # no probe copy and no maps in this store: nothing to draw, no error
 
 
+def test_head_detail_ranks_probes_at_the_explorers_alpha(store):
+    root, key, values = store
+    v = values[:, :, 1, 2]
+    d = data.head_detail(root, key, 1, 2, top=3, alpha=2.0)
+    assert d["ablation_alpha"] == 2.0 and not d["problems"]
+    assert [p["probe_id"] for p in d["affected"]] == [f"p{i}" for i in np.argsort(-np.abs(v[:, 1]), kind="stable")[:3]]
+    assert [p["effect"] for p in d["affected"]] == pytest.approx(sorted(v[:, 1], key=lambda x: -abs(x))[:3])
+    unknown = data.head_detail(root, key, 1, 2, top=3, alpha=0.5)  # not swept: the default α, said in one line
+    assert unknown["ablation_alpha"] == 0.0 and unknown["problems"] == ["α = 0.5 is not a ranked α of this sweep; ranking at α = 0"]
+
+
 def test_headset_export_ranks_by_how_much_alpha_lowers_the_metric(store, tmp_path):
     root, key, values = store
     hs = exports.headset(root, key, 0.0, 3)

@@ -192,7 +192,7 @@ def _matrix(data: SweepData, alpha: float, relation: str, task: str = ALL) -> Ma
 
 # ---------------------------------------------------------------- one head
 def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8, attention_probes: int = 4, task: str | None = None,
-                probe: str | None = None, scale: str = "model") -> dict:
+                probe: str | None = None, scale: str = "model", alpha: float | None = None) -> dict:
     """Everything the head page draws, from the store: α-curve, per relation, most affected probes, attention.
 
     ``head = -1`` (or any head of an MLP sweep) is the layer's MLP. ``task``: which probes the α-curve averages and the
@@ -200,7 +200,8 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
     the probes that carry a true relation (spatial probes), each with its count. Attention (heads only): the stored maps
     of ``attention_probes`` probes starting at ``probe`` (default the first stored), each an overlay on one shared scale
     (``scale``: :func:`~workbench.app.head_visuals.attention_scale`); MLPs have none. A bad ``task`` / ``probe`` falls
-    back to the default and says so in ``problems``."""
+    back to the default and says so in ``problems``. ``alpha``: the α whose effects rank the most affected probes (the
+    explorer's α; default 0 where swept, else the first α other than the identity, 1, whose effects are all 0)."""
     from workbench.app import head_visuals as hv
 
     data = sweep_data(root, key)
@@ -237,7 +238,14 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
     relations = sorted(set(data.relations) - {""})
     per_relation = {r: [float(v_all[data.mask(r), i].mean()) for i in range(len(data.alphas))] for r in relations}
     relation_n = {r: int(data.mask(r).sum()) for r in relations}
-    first = 0  # rank probes by their effect at the sweep's first α (the ablation, where it was swept)
+    ranked = [i for i, a in enumerate(data.alphas) if a != 1.0] or [0]
+    first = next((i for i in ranked if data.alphas[i] == 0.0), ranked[0])
+    if alpha is not None:
+        hit = [i for i in ranked if abs(data.alphas[i] - float(alpha)) < 1e-12]
+        if hit:
+            first = hit[0]
+        else:
+            problems.append(f"α = {float(alpha):g} is not a ranked α of this sweep; ranking at α = {data.alphas[first]:g}")
     idx = np.flatnonzero(keep)
     order = idx[np.argsort(-np.abs(v_all[idx, first]), kind="stable")[:top]]
     affected = []

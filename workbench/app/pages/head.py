@@ -106,13 +106,23 @@ def _attention(d: dict) -> list:
     return head + [controls, note, html.Div(cards, className="cards", id=H.attention)]
 
 
+def _alpha(text: str) -> float:
+    """The explorer's α from the URL (JSON-encoded); NaN for text that is not a number (head_detail then says so)."""
+    try:
+        return float(json.loads(text))
+    except (ValueError, TypeError):
+        return float("nan")
+
+
 def layout(key: str | None = None, layer: str | None = None, head: str | None = None, alpha: str | None = None,
            task: str | None = None, probe: str | None = None, scale: str | None = None, **_):
     if key is None or layer is None or head is None:
         return html.Div([html.H2("Head"), html.P("Open a head by clicking it on the Explorer's heatmap."),
                          dcc.Link("← Explorer", href="/")], id=H.page)
     try:
-        d = data.head_detail(current().store, key, int(layer), int(head), task=task, probe=probe, scale=scale or "model")
+        ranked_alpha = None if alpha in (None, "", "null") else _alpha(alpha)
+        d = data.head_detail(current().store, key, int(layer), int(head), task=task, probe=probe, scale=scale or "model",
+                             alpha=ranked_alpha)
     except (WorkbenchError, ValueError) as e:
         return html.Div([html.H2("Head"), html.Div(str(e), className="field-error"), dcc.Link("← Explorer", href="/")], id=H.page)
     affected = [_probe_card({**p, "lines": [f"Δ = {p['effect']:+.3f} · {p['relation'] or p['task']}"]}) for p in d["affected"]]
