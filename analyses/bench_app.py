@@ -97,12 +97,14 @@ def build_7b_store(store: Path, seed: int = 0) -> str:
     if any(e.key == key and e.complete for e in st.ls()):
         return key
     tasks = np.array([("relation", "verify", "color", "shape", "count", "exists")[i % 6] for i in range(n_probes)], dtype=object)
-    relations = np.array([("left", "right", "above", "below")[i % 4] if t in ("relation", "verify") else "" for i, t in enumerate(tasks)],
+    relations = np.array([("left", "right", "above", "below")[i % 4] if t in ("relation", "verify") else ""
+                          for i, t in enumerate(tasks)],
                          dtype=object)
     ids = np.array([f"gen{i:05d}" for i in range(n_probes)], dtype=object)
     chunks = plan_chunks(n_layers, n_probes, 8, 64)
     st.ensure(key, {"model": "llava-1.5-7b-shape (generated values)", "model_fingerprint": "bench-7b-shape-" + "0" * 49,
-                    "family": "LLaVA-1.5", "shape": [n_layers, n_heads], "probes": "generated-1000", "probeset_hash": "bench-probes-" + "0" * 51,
+                    "family": "LLaVA-1.5", "shape": [n_layers, n_heads], "probes": "generated-1000",
+                    "probeset_hash": "bench-probes-" + "0" * 51,
                     "n_probes": n_probes, "spec": spec, "layers_per_chunk": 8, "probes_per_chunk": 64,
                     "chunks": [c.name for c in chunks]})
     rng = np.random.default_rng(seed)
@@ -166,12 +168,14 @@ def browser_timings(store: Path, key: str, heads: list[tuple[int, int]], renders
     from playwright.sync_api import sync_playwright
 
     heat = GRAPH.format(id="explorer-heatmap")
-    drawn = (f"{heat} && {heat}.data && {heat}.data[0] && {heat}.data[0].z && document.querySelector('#explorer-heatmap .heatmaplayer')"
+    drawn = (f"{heat} && {heat}.data && {heat}.data[0] && {heat}.data[0].z"
+             " && document.querySelector('#explorer-heatmap .heatmaplayer')"
              " && document.querySelectorAll('#explorer-table td').length > 0")
     with running_app(store, "--no-default-sweep") as url:
         renders_ms, clicks = [], []
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = p.chromium.launch(executable_path=CHROMIUM,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             for _ in range(renders):
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
                 page = context.new_page()
@@ -209,7 +213,8 @@ def browser_timings(store: Path, key: str, heads: list[tuple[int, int]], renders
                 page.wait_for_timeout(300)  # let the explorer settle: nothing of it is counted
                 x, y = page.evaluate(f"""(() => {{ const gd = {heat}; gd.scrollIntoView({{block: "center"}});
                     const r = gd.getBoundingClientRect(); const fl = gd._fullLayout;
-                    return [r.left + fl.xaxis._offset + fl.xaxis.d2p({head}), r.top + fl.yaxis._offset + fl.yaxis.d2p({layer})]; }})()""")
+                    return [r.left + fl.xaxis._offset + fl.xaxis.d2p({head}),"""
+                                     f""" r.top + fl.yaxis._offset + fl.yaxis.d2p({layer})]; }})()""")
                 images = " && document.querySelectorAll('#head-attention img').length > 0" if attention else ""
                 done = (f"(() => {{ const t = document.querySelector('#head-title'); const c = {curve};"
                         f" return t && t.textContent.includes('L{layer}H{head}') && c && c.data && c.data.length > 0{images}"
@@ -269,8 +274,8 @@ def main() -> None:
         cfg = json.loads((DEFAULT_MODEL / "config.json").read_text())["text_config"]
         cases.append(("organism", build_organism_store(store), (cfg["num_hidden_layers"], cfg["num_attention_heads"]), True))
     if args.only in (None, "7b"):
-        cases.append(("LLaVA-7B shape, 32 × 32 heads, 1,000 probes, 3 α", build_7b_store(store), (SEVEN_B["layers"], SEVEN_B["heads"]),
-                      False))
+        cases.append(("LLaVA-7B shape, 32 × 32 heads, 1,000 probes, 3 α", build_7b_store(store),
+                      (SEVEN_B["layers"], SEVEN_B["heads"]), False))
     for name, key, shape, attention in cases:
         heads = sites(shape, args.heads)
         pure = pure_timings(store, key, heads)

@@ -70,7 +70,8 @@ def main() -> None:
              f"# each command a fresh `python -m workbench` process, {REPEATS} runs; setup sweep (model loaded, computed): "
              f"{first:.1f} s",
              f"{'command':<16} {'median s':>9} {'max s':>7} {'CPU s':>7} {'target s':>9} {'imports torch':>14}"]
-    lines += [f"{n:<16} {med:>9.2f} {mx:>7.2f} {cpu:>7.2f} {tgt:>9.1f} {'yes' if t else 'no':>14}" for n, med, mx, cpu, t, tgt in rows]
+    lines += [f"{n:<16} {med:>9.2f} {mx:>7.2f} {cpu:>7.2f} {tgt:>9.1f} {'yes' if t else 'no':>14}"
+              for n, med, mx, cpu, t, tgt in rows]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -109,10 +109,12 @@ def main() -> int:
         f"date:     {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"machine:  {cores} cores ({cpu}{', SHA extensions' if sha_ni else ''}), "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB memory; "
-        f"load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min; other work shares the machine)",
+        f"load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
+        "(1 / 5 / 15 min; other work shares the machine)",
         f"versions: python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
         f"transformers {transformers.__version__}, {ssl.OPENSSL_VERSION} (hashlib's sha256)",
-        f"model:    LlamaForCausalLM, LLaVA-1.5-7B language-model shape ({SHAPE['num_hidden_layers']} layers, hidden {SHAPE['hidden_size']}, "
+        f"model:    LlamaForCausalLM, LLaVA-1.5-7B language-model shape ({SHAPE['num_hidden_layers']} layers, "
+        f"hidden {SHAPE['hidden_size']}, "
         f"intermediate {SHAPE['intermediate_size']}, vocab {SHAPE['vocab_size']}), "
         f"bf16, {n / 1e9:.2f}B parameters, {gb:.2f} GB, {len(model.state_dict())} tensors",
         f"          built and filled in {built:.1f} s; resident after building {after_build:.2f} GB",
@@ -121,7 +123,8 @@ def main() -> int:
         f"| {'-' * 38} | {'-' * 7}: | {'-' * 5}: | {'-' * 12}: | {'-' * 19}: |",
     ]
     for r in runs:
-        lines.append(f"| {r['label']:<38} | {r['seconds']:8.2f} | {gb / r['seconds']:6.2f} | {r['peak']:13.2f} | {r['extra']:20.3f} |")
+        lines.append(f"| {r['label']:<38} | {r['seconds']:8.2f} | {gb / r['seconds']:6.2f} | {r['peak']:13.2f} "
+                     f"| {r['extra']:20.3f} |")
     lines += [
         "",
         "GB/s: the model's bytes over the time (for the old one: what it would cover, it reads only 4,096 values a tensor).",

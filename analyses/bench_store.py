@@ -68,7 +68,8 @@ def main() -> None:
         f"date:     {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"machine:  {os.cpu_count()} cores, python {platform.python_version()}; load average before the run "
         f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())} (shared machine)",
-        f"store:    {SWEEPS} sweeps × {chunks // SWEEPS} chunks ({chunks} chunks of {LPC * HEADS * 3 * PPC:,} rows), built in {built:.0f} s",
+        f"store:    {SWEEPS} sweeps × {chunks // SWEEPS} chunks ({chunks} chunks of {LPC * HEADS * 3 * PPC:,} rows), "
+        f"built in {built:.0f} s",
         "",
         "| operation | reads | time |", "| --- | --- | ---: |",
         f"| `store ls`, first call | every chunk's footer (identity) | {first * 1000:.0f} ms |",

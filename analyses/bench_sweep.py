@@ -69,7 +69,8 @@ def _inputs(vlm: VLM, n: int, text_len: int = 14) -> dict[str, torch.Tensor]:
     ids = torch.cat([torch.full((n, 1), 2), torch.full((n, n_img), cfg.image_token_id),
                      torch.randint(10, min(cfg.text_config.vocab_size, 60), (n, text_len), generator=g)], dim=1)
     pv = torch.randn(n, 3, cfg.vision_config.image_size, cfg.vision_config.image_size, generator=g)
-    return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device), "pixel_values": pv.to(vlm.device, vlm.dtype)}
+    return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device),
+            "pixel_values": pv.to(vlm.device, vlm.dtype)}
 
 
 def _qwen_inputs(vlm: VLM, n: int, text_len: int = 14, image: int = 224) -> dict[str, torch.Tensor]:
@@ -83,8 +84,10 @@ def _qwen_inputs(vlm: VLM, n: int, text_len: int = 14, image: int = 224) -> dict
     ids = torch.cat([torch.full((n, 1), 2), torch.full((n, n_img), cfg.image_token_id),
                      torch.randint(10, 60, (n, text_len), generator=g)], dim=1)
     pv = torch.randn(n * grid * grid, 3 * v.temporal_patch_size * v.patch_size ** 2, generator=g)
-    return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device), "pixel_values": pv.to(vlm.device, vlm.dtype),
-            "image_grid_thw": torch.tensor([[1, grid, grid]] * n, device=vlm.device), "mm_token_type_ids": (ids == cfg.image_token_id).long().to(vlm.device)}
+    return {"input_ids": ids.to(vlm.device), "attention_mask": torch.ones_like(ids).to(vlm.device),
+            "pixel_values": pv.to(vlm.device, vlm.dtype),
+            "image_grid_thw": torch.tensor([[1, grid, grid]] * n, device=vlm.device),
+            "mm_token_type_ids": (ids == cfg.image_token_id).long().to(vlm.device)}
 
 
 def _floor(vlm: VLM, inputs: dict, n_var: int, chunk: int) -> None:
@@ -94,8 +97,8 @@ def _floor(vlm: VLM, inputs: dict, n_var: int, chunk: int) -> None:
     b, t = ids.shape
     positions = full_positions(vlm, inputs)
     cache = DynamicCache()
-    vlm.model(**{k: (x[:, :-1] if k in PER_TOKEN else x) for k, x in inputs.items()}, position_ids=positions[..., :-1], cache=cache,
-              use_cache=True, logits_to_keep=1)
+    vlm.model(**{k: (x[:, :-1] if k in PER_TOKEN else x) for k, x in inputs.items()}, position_ids=positions[..., :-1],
+              cache=cache, use_cache=True, logits_to_keep=1)
     last = positions[..., -1:]
     for start in range(0, n_var, chunk):
         c = min(chunk, n_var - start)
@@ -148,9 +151,10 @@ def qwen25vl_shaped(device: str = "cpu") -> VLM:
     text = dict(vocab_size=1024, hidden_size=448, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=14,
                 num_key_value_heads=2, head_dim=32, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=0,
                 rope_scaling={"rope_type": "default", "type": "mrope", "mrope_section": [4, 6, 6]})
-    vision = dict(depth=4, hidden_size=128, intermediate_size=256, out_hidden_size=448, num_heads=4, patch_size=14, spatial_merge_size=2,
-                  temporal_patch_size=2, in_channels=3, window_size=112, fullatt_block_indexes=[3])
-    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=1000, video_token_id=1001, vision_start_token_id=1002)
+    vision = dict(depth=4, hidden_size=128, intermediate_size=256, out_hidden_size=448, num_heads=4, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=112, fullatt_block_indexes=[3])
+    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=1000, video_token_id=1001,
+                           vision_start_token_id=1002)
     torch.manual_seed(0)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
@@ -162,8 +166,8 @@ def llava7b_shaped(device: str = "cuda") -> VLM:
 
     text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                        num_key_value_heads=32, max_position_embeddings=4096)
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336,
-                              patch_size=14, projection_dim=768)
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                              image_size=336, patch_size=14, projection_dim=768)
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000, vision_feature_select_strategy="default",
                       vision_feature_layer=-2)
     torch.manual_seed(0)
@@ -184,8 +188,8 @@ def qwen25vl7b_config():
                 eos_token_id=151645, tie_word_embeddings=False,
                 rope_scaling={"rope_type": "default", "type": "mrope", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0})
     vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, out_hidden_size=3584, num_heads=16, patch_size=14,
-                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
-                  hidden_act="silu")
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=112,
+                  fullatt_block_indexes=[7, 15, 23, 31], hidden_act="silu")
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=151655, video_token_id=151656,
                             vision_start_token_id=151652, tie_word_embeddings=False)
 
@@ -215,13 +219,15 @@ def main() -> None:
     rows = []
     vlm, label = organism("cpu")
     rows.append(bench(vlm, label, args.probes, chunk=1024))
-    rows.append(bench(qwen25vl_shaped("cpu"), "Qwen2.5-VL-shaped (random, small)", args.probes, chunk=1024, make_inputs=_qwen_inputs))
+    rows.append(bench(qwen25vl_shaped("cpu"), "Qwen2.5-VL-shaped (random, small)", args.probes, chunk=1024,
+                      make_inputs=_qwen_inputs))
     if gpu:
         rows.append(bench(llava7b_shaped("cuda"), "LLaVA-1.5-7B-shaped (random, bf16)", args.gpu_probes, chunk=1024,
                           naive_sample=args.gpu_naive_variants))
         torch.cuda.empty_cache()  # the LLaVA model is gone with its row; return its blocks before the second 7B model
-        rows.append(bench(qwen25vl7b_shaped("cuda"), "Qwen2.5-VL-7B-shaped (random, bf16, 448² image)", args.gpu_probes, chunk=1024,
-                          naive_sample=args.gpu_naive_variants, make_inputs=functools.partial(_qwen_inputs, image=448)))
+        rows.append(bench(qwen25vl7b_shaped("cuda"), "Qwen2.5-VL-7B-shaped (random, bf16, 448² image)", args.gpu_probes,
+                          chunk=1024, naive_sample=args.gpu_naive_variants,
+                          make_inputs=functools.partial(_qwen_inputs, image=448)))
     t = Table(title="last-token head sweep, α ∈ {0, 0.5, 2} on every head (one run, seconds)")
     for c in ("model", "device", "probes", "variants", "naive", "fast", "floor", "fast/naive", "fast/floor"):
         t.add_column(c, justify="right")

@@ -301,7 +301,8 @@ def versions() -> str:
 
 def run_pytest(modules: list[str], junit: Path) -> tuple[int, float]:
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit2", f"--junitxml={junit}", *modules]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit2", f"--junitxml={junit}",
+           *modules]
     rc = subprocess.run(cmd, cwd=ROOT).returncode
     return rc, time.perf_counter() - t0
 

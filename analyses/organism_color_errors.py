@@ -38,9 +38,11 @@ def main(paths: list[str]) -> int:
             if said != it.answer:
                 wrong_in_scene += said in {o["color"] for o in it.scene["objects"]}
                 print(f"  {it.question} answer {it.answer} ({'held-out pair' if is_held else 'seen pair'}), said {said}; "
-                      f"p(answer) {float(probs[i, b.answer[i]]):.3f}; scene {[(o['color'], o['shape']) for o in it.scene['objects']]}")
+                      f"p(answer) {float(probs[i, b.answer[i]]):.3f}; "
+                      f"scene {[(o['color'], o['shape']) for o in it.scene['objects']]}")
         wrong = int((pred != b.answer).sum())
-        print(f"{path}: {len(items) - wrong}/{len(items)} color questions right; held-out pairs asked for: {right_held}/{n_held} right; "
+        print(f"{path}: {len(items) - wrong}/{len(items)} color questions right; "
+              f"held-out pairs asked for: {right_held}/{n_held} right; "
               f"{wrong_in_scene} of {wrong} wrong answers name another object's color in the scene")
     return 0
 

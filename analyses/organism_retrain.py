@@ -28,7 +28,8 @@ from pathlib import Path
 
 OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
            ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
-           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int), ("--where-loss", float), ("--where-layer", int),
+           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int),
+           ("--where-loss", float), ("--where-layer", int),
            ("--label-smoothing", float), ("--confidence", float))
 
 
@@ -111,7 +112,8 @@ def export(ckpt: str, folder: str) -> int:
     out = Path(folder)
     from_checkpoint(state, out)
     (out / "training.json").write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
-                                                     **({"threads": state["threads"]} if state.get("threads") else {})}, indent=1) + "\n")
+                                                     **({"threads": state["threads"]} if state.get("threads") else {})},
+                                                    indent=1) + "\n")
     print(f"{ckpt} (step {state['step']}) written to {out}")
     return 0
 

@@ -74,7 +74,8 @@ def sweep_heads(vlm, k: int) -> list[tuple[int, int]]:
     from workbench.sweeps.run import sweep
 
     spatial = generate(OrganismConfig().probe_config(400, 30_000, tasks=("relation",)))
-    effects = sweep(vlm, spatial, SweepSpec(alphas=(0.0,)), EffectStore(RESULTS / ".store"), log=lambda m: None).values[:, 0].mean(0)
+    effects = sweep(vlm, spatial, SweepSpec(alphas=(0.0,)), EffectStore(RESULTS / ".store"),
+                    log=lambda m: None).values[:, 0].mean(0)
     return list(top_heads(-effects, k, vlm.name, vlm.fingerprint, "sweep").heads)
 
 
@@ -88,9 +89,12 @@ def main() -> int:
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--schedule", default="constant", help="Learning-rate schedule of every method: constant or cosine.")
     ap.add_argument("--l2", type=float, default=1e-4, help="Penalty on ScAle's raw parameters u (pulls every scale toward 1).")
-    ap.add_argument("--repair-tasks", default="all", choices=("spatial", "all"), help="Tasks of the repair set: all (the generator's mix, half spatial; default) or spatial (relation, verify; the paper's setting).")
+    ap.add_argument("--repair-tasks", default="all", choices=("spatial", "all"),
+                    help="Tasks of the repair set: all (the generator's mix, half spatial; default) "
+                    "or spatial (relation, verify; the paper's setting).")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                    help="Only write one report (--out) from the .json files of earlier runs, e.g. one per seed run side by side.")
+                    help="Only write one report (--out) from the .json files of earlier runs, "
+                    "e.g. one per seed run side by side.")
     ap.add_argument("--methods", default=DEFAULT_METHODS)
     ap.add_argument("--out", default=str(RESULTS / "organism_study"))
     ap.add_argument("--intact", default=str(DEFAULT_MODEL), help="The intact organism folder.")
@@ -150,7 +154,8 @@ def main() -> int:
                 raise SystemExit(f"unknown method {method!r}")
             s = score(model_for_eval, test, ivs, backend="torch")
             bt, br = s.by_task(), s.by_relation()
-            row = {"method": method, "seed": seed, "repair_tasks": args.repair_tasks, "n_params": n_params, **{k: bt[k] for k in bt},
+            row = {"method": method, "seed": seed, "repair_tasks": args.repair_tasks, "n_params": n_params,
+                   **{k: bt[k] for k in bt},
                    "n_items": n_items,
                    **{f"rel:{k}": v for k, v in br.items()},
                    "recovery": (bt["spatial"] - base["deficit"]["spatial"]) / gap if gap > 0 else float("nan"),
@@ -160,7 +165,8 @@ def main() -> int:
                    "seconds": round(time.time() - t0, 1)}
             rows.append(row)
             print(f"seed {seed} {method:16s} params {n_params:6d} spatial {bt['spatial']:.3f} control {bt['control']:.3f} "
-                  f"recovery {row['recovery']:+.2f} controlΔ {row['control_delta']:+.3f} recall {row['recall']} ({row['seconds']}s)",
+                  f"recovery {row['recovery']:+.2f} controlΔ {row['control_delta']:+.3f} recall {row['recall']} "
+                  f"({row['seconds']}s)",
                   flush=True)
             if vec is not None and seed == seeds[0]:
                 vec.save(vectors_dir / f"{method}_seed{seed}")
@@ -233,12 +239,14 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, parts: list[di
         "Control Δ: all control items together (the target: within 1 point), and the worst single control task, "
         "method − intact (points). Recall: planted heads among the top-k moved heads (k = planted).",
         "",
-        "| method | seeds | trainable params | spatial % | control % | recovery % | control Δ (pts) | worst task Δ (pts) | recall % |",
+        "| method | seeds | trainable params | spatial % | control % | recovery % | control Δ (pts) | worst task Δ (pts) "
+        "| recall % |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in methods:
         seeds = ",".join(str(r["seed"]) for r in rows if r["method"] == m)
-        lines.append(f"| {m} | {seeds} | {stat(m, 'n_params')} | {stat(m, 'spatial')} | {stat(m, 'control')} | {stat(m, 'recovery')} | "
+        lines.append(f"| {m} | {seeds} | {stat(m, 'n_params')} | {stat(m, 'spatial')} | {stat(m, 'control')} "
+                     f"| {stat(m, 'recovery')} | "
                      f"{stat(m, 'control_all_delta')} | {stat(m, 'control_delta')} | {stat(m, 'recall')} |")
     tasks = SPATIAL_TASKS + CONTROL_TASKS
     counts = next((r["n_items"] for r in rows if "n_items" in r), {})
@@ -252,12 +260,15 @@ def write_report(rows: list[dict], base: dict, planted_rec: dict, parts: list[di
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(stat(m, t) for t in tasks) + " |")
     rels = sorted(k[4:] for k in rows[0] if k.startswith("rel:"))
-    lines += ["", "Per relation (spatial probes, %):", "", "| method | " + " | ".join(rels) + " |", "| --- |" + " ---: |" * len(rels)]
+    lines += ["", "Per relation (spatial probes, %):", "", "| method | " + " | ".join(rels) + " |",
+              "| --- |" + " ---: |" * len(rels)]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(stat(m, f"rel:{r}") for r in rels) + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"base": base, "planted": planted_rec["heads"], "factor": planted_rec["factor"],
-                                                    "args": parts if len(parts) > 1 else parts[0], "rows": rows}, indent=1) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"base": base, "planted": planted_rec["heads"],
+                                                    "factor": planted_rec["factor"],
+                                                    "args": parts if len(parts) > 1 else parts[0], "rows": rows},
+                                                   indent=1) + "\n")
     print("\n".join(lines))
 
 

@@ -68,8 +68,10 @@ def main() -> int:
         print(f"{label}: spearman(exact, attribution) = {rho:.3f}", flush=True)
         rows.append((label, "spearman(exact, attribution)", rho, None))
     lines = ["# Recall@k of the planted heads, per discovery method", "",
-             f"Planted heads (k = {k}): {[list(h) for h in planted]} × {planted_rec['factor']}. Command: `python analyses/recall_table.py`.",
-             "Spatial probes: 400 `relation` probes (seed 30000, training distribution). ScAle: attention, all positions, lr 3e-3, batch 8, up to 12 epochs on "
+             f"Planted heads (k = {k}): {[list(h) for h in planted]} × {planted_rec['factor']}. "
+             "Command: `python analyses/recall_table.py`.",
+             "Spatial probes: 400 `relation` probes (seed 30000, training distribution). "
+             "ScAle: attention, all positions, lr 3e-3, batch 8, up to 12 epochs on "
              "1,000 mixed probes (seed 20000).", "",
              f"| model | method | recall@{k} | top {k} heads |", "| --- | --- | ---: | --- |"]
     for label, method, value, heads in rows:

@@ -54,7 +54,8 @@ def main() -> int:
              f"| intact organism | {pct(intact['spatial'])} | {pct(intact['control'])} |",
              f"| deficit, before | {pct(b['spatial'])} | {pct(b['control'])} |",
              f"| deficit + default vector, after | {pct(a['spatial'])} | {pct(a['control'])} |", "",
-             f"Gap (intact − deficit, spatial): {100 * gap:.1f} points; recovered (after − before) / gap: **{100 * recovered:.1f}%** "
+             f"Gap (intact − deficit, spatial): {100 * gap:.1f} points; "
+             f"recovered (after − before) / gap: **{100 * recovered:.1f}%** "
              f"(target ≥ 95%). Control after − intact: {100 * (a['control'] - intact['control']):+.1f} points. "
              f"Best epoch {result['best_epoch']}; wall time {seconds:.0f} s (training and scoring, 2 shared CPU cores).", ""]
     OUT.write_text("\n".join(lines))

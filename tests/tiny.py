@@ -39,23 +39,25 @@ CONFIGS = {
                                         temporal_patch_size=2, in_chans=3),
                      image_token_id=IMAGE_TOKEN, video_token_id=251, vision_start_token_id=252),
     "qwen2_5_vl": dict(text_config=dict(**TEXT, rope_scaling=MROPE),
-                       vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2, patch_size=4,
-                                          spatial_merge_size=2, temporal_patch_size=2, in_channels=3, fullatt_block_indexes=[0],
-                                          window_size=16),
+                       vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2,
+                                          patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                                          fullatt_block_indexes=[0], window_size=16),
                        image_token_id=IMAGE_TOKEN, video_token_id=251, vision_start_token_id=252),
     "idefics3": dict(text_config=dict(model_type="llama", **TEXT), vision_config=dict(hidden_size=32, intermediate_size=64,
-                     num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8), scale_factor=2, image_token_id=IMAGE_TOKEN),
+                     num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8), scale_factor=2,
+                     image_token_id=IMAGE_TOKEN),
     # SmolVLM / SmolVLM2: Idefics3's layout (a SigLIP-style tower, pixel shuffle by 2) under its own config and model classes
     "smolvlm": dict(text_config=dict(model_type="llama", **TEXT), vision_config=dict(hidden_size=32, intermediate_size=64,
-                    num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8), scale_factor=2, image_token_id=IMAGE_TOKEN),
+                    num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8), scale_factor=2,
+                    image_token_id=IMAGE_TOKEN),
     "paligemma": dict(text_config=dict(model_type="gemma", **TEXT), vision_config={**SIGLIP, "projection_dim": 64},
                       image_token_id=IMAGE_TOKEN, projection_dim=64),
     "gemma3": dict(text_config=dict(model_type="gemma3_text", **TEXT, sliding_window=16), vision_config=SIGLIP,
                    mm_tokens_per_image=4, image_token_id=IMAGE_TOKEN, boi_token_id=251, eoi_token_id=252),
     "qwen3_vl": dict(text_config=dict(**TEXT, rope_parameters=MROPE3),
-                     vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2, patch_size=4,
-                                        spatial_merge_size=2, temporal_patch_size=2, in_channels=3, num_position_embeddings=64,
-                                        deepstack_visual_indexes=[0]),
+                     vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2,
+                                        patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                                        num_position_embeddings=64, deepstack_visual_indexes=[0]),
                      **QWEN_IDS, vision_end_token_id=253),
     "llava_onevision": dict(text_config=dict(model_type="qwen2", **TEXT), vision_config=SIGLIP, image_token_id=IMAGE_TOKEN,
                             image_grid_pinpoints=[[32, 32]], vision_aspect_ratio="anyres_max_1", vision_feature_layer=-1),
@@ -65,9 +67,9 @@ CONFIGS = {
                      image_token_id=IMAGE_TOKEN, downsample_ratio=0.5, vision_feature_layer=-1),
     # Mllama's text config has no head_dim (it is hidden // heads = 16); layer 1 cross-attends to the image
     "mllama": dict(text_config={**{k: v for k, v in TEXT.items() if k != "head_dim"}, "cross_attention_layers": [1]},
-                   vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_global_layers=1, attention_heads=2,
-                                      image_size=32, patch_size=8, max_num_tiles=1, vision_output_dim=64, intermediate_layers_indices=[0],
-                                      supported_aspect_ratios=[[1, 1]]),
+                   vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_global_layers=1,
+                                      attention_heads=2, image_size=32, patch_size=8, max_num_tiles=1, vision_output_dim=64,
+                                      intermediate_layers_indices=[0], supported_aspect_ratios=[[1, 1]]),
                    image_token_index=IMAGE_TOKEN),
 }
 FAMILIES = tuple(CONFIGS)
@@ -105,7 +107,8 @@ def tiny_inputs(family: str, batch: int = 2, text_len: int = 6, seed: int = 1, p
         pixel_values = torch.randn(batch, 2, 3, 32, 32, generator=g)
         extra["image_sizes"] = torch.tensor([[32, 32]] * batch)
         with torch.no_grad():
-            n_img = model.model.get_image_features(pixel_values=pixel_values, image_sizes=extra["image_sizes"]).pooler_output[0].shape[0]
+            n_img = model.model.get_image_features(pixel_values=pixel_values,
+                                                   image_sizes=extra["image_sizes"]).pooler_output[0].shape[0]
     elif family == "internvl":  # 4×4 patches of 8 px, pixel-shuffled by 0.5 → 4 tokens per image
         pixel_values, n_img = torch.randn(batch, 3, 32, 32, generator=g), 4
     elif family == "mllama":  # one image of one tile per row, [batch, images, tiles, 3, H, W]; one <|image|> token in the text
@@ -125,5 +128,6 @@ def tiny_inputs(family: str, batch: int = 2, text_len: int = 6, seed: int = 1, p
     if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
         extra["mm_token_type_ids"] = (ids == IMAGE_TOKEN).long()
     if family == "mllama":  # text tokens from the <|image|> token on attend to the image's tile (as MllamaProcessor sets it)
-        extra["cross_attention_mask"] = ((ids == IMAGE_TOKEN).cumsum(1) > 0).long()[:, :, None, None]  # [batch, seq, images, tiles]
+        # [batch, seq, images, tiles]
+        extra["cross_attention_mask"] = ((ids == IMAGE_TOKEN).cumsum(1) > 0).long()[:, :, None, None]
     return dict(input_ids=ids, attention_mask=mask, pixel_values=pixel_values, **extra)

@@ -39,7 +39,8 @@ def heatmap_shape(page) -> list[int]:
 
 def click_cell(page, layer: int, head: int) -> None:
     box = page.evaluate(f"""(() => {{ const gd = {GRAPH.format(id='explorer-heatmap')}; const r = gd.getBoundingClientRect();
-        const fl = gd._fullLayout; return [r.left + fl.xaxis._offset + fl.xaxis.d2p({head}), r.top + fl.yaxis._offset + fl.yaxis.d2p({layer})]; }})()""")
+        const fl = gd._fullLayout; return [r.left + fl.xaxis._offset + fl.xaxis.d2p({head}),"""
+                        f""" r.top + fl.yaxis._offset + fl.yaxis.d2p({layer})]; }})()""")
     page.mouse.click(*box)
 
 
@@ -197,7 +198,8 @@ def qwen_app(tmp_path_factory):
     folder = build_family_folder("qwen2_5_vl", root / "tiny-qwen2.5-vl")
     cached_probes(n=4, seed=2, canvas=32, object_size=7).save(root / "probes")
     store = root / "store"
-    r = CliRunner().invoke(app, ["sweep", "--model", str(folder), "--probes", str(root / "probes"), "--alpha", "0", "--store", str(store)])
+    r = CliRunner().invoke(app, ["sweep", "--model", str(folder), "--probes", str(root / "probes"), "--alpha", "0",
+                                 "--store", str(store)])
     assert r.exit_code == 0, r.output
     (entry,) = EffectStore(store).ls()
     with running_app(store, "--model", str(folder), "--no-default-sweep", log=root / "app.log") as url:

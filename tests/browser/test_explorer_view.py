@@ -23,7 +23,8 @@ from workbench.store.effects import EffectStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 GRAPH = "document.querySelector('#{id} .js-plotly-plot')"
-TASKS = ("relation", "relation", "relation", "relation", "verify", "verify", "color", "color", "shape", "count", "count", "exists")
+TASKS = ("relation", "relation", "relation", "relation", "verify", "verify", "color", "color", "shape", "count", "count",
+         "exists")
 RELATIONS = ("left", "right", "above", "below", "left", "right", "", "", "", "", "", "")
 
 
@@ -43,8 +44,8 @@ def write_sweep(store: EffectStore, model: str, alphas, target: str = "heads", s
     if clean:
         manifest["clean"] = clean
     store.ensure(key, manifest)
-    rows = [{"layer": layer, "head": head if target == "heads" else -1, "alpha": float(a), "probe_id": f"q{p:02d}", "task": TASKS[p],
-             "relation": RELATIONS[p], "value": float(values[p, ai, layer, head])}
+    rows = [{"layer": layer, "head": head if target == "heads" else -1, "alpha": float(a), "probe_id": f"q{p:02d}",
+             "task": TASKS[p], "relation": RELATIONS[p], "value": float(values[p, ai, layer, head])}
             for p in range(len(TASKS)) for ai, a in enumerate(alphas) for layer in range(n_layers) for head in range(heads)]
     store.write_chunk(key, "L000-006_P000000-000012", pd.DataFrame(rows))
     return key
@@ -98,7 +99,8 @@ def test_url_state_survives_reload_and_back(pg, app):
     page.goto(app["url"])
     shows(page, new, "spatial probes")  # the newest sweep; spatial by default, and said so
     spatial = data.matrix(store, new, 0.0, data.ALL, "spatial")
-    assert np.allclose(z_of(page), spatial.mean, atol=1e-9) and "n = 6" in page.locator("#explorer-heatmap .gtitle").text_content()
+    assert (np.allclose(z_of(page), spatial.mean, atol=1e-9)
+            and "n = 6" in page.locator("#explorer-heatmap .gtitle").text_content())
     choose(page, "task", "control (")
     page.wait_for_url("**task=control*", timeout=15_000)
     shows(page, new, "control probes")

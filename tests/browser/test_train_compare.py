@@ -35,8 +35,9 @@ def _write_sweep(store, seed: int, amplitude: float, clean: dict | None) -> tupl
     fp, ph = f"{seed:x}".rjust(64, "f"), f"{seed:x}".rjust(64, "a")
     key = sweep_key(fp, ph, spec)
     st = EffectStore(store)
-    st.ensure(key, {"model": f"toy{seed}", "model_fingerprint": fp, "family": "LLaVA-1.5", "shape": list(SHAPE), "probes": "toyprobes",
-                    "probeset_hash": ph, "n_probes": N_PROBES, "spec": spec, "chunks": ["c0"], "created": float(seed),
+    st.ensure(key, {"model": f"toy{seed}", "model_fingerprint": fp, "family": "LLaVA-1.5", "shape": list(SHAPE),
+                    "probes": "toyprobes", "probeset_hash": ph, "n_probes": N_PROBES, "spec": spec, "chunks": ["c0"],
+                    "created": float(seed),
                     **({"clean": clean} if clean else {})})
     rows = [{"layer": la, "head": h, "alpha": ALPHAS[a], "probe_id": f"p{p}", "task": "relation", "relation": "left",
              "value": values[p, a, la, h]} for p in range(N_PROBES) for a in range(len(ALPHAS)) for la in range(SHAPE[0])
@@ -56,8 +57,10 @@ def compare_app(tmp_path_factory):
     ev = {"probes": "heldout", "probes_hash": "h", "n": 500, "before": {"spatial": 0.544, "control": 0.996, "all": 0.7},
           "after": {"spatial": 1.0, "control": 0.992, "all": 0.99}, "accuracy_before": 0.544, "accuracy_after": 1.0}
     g = torch.Generator().manual_seed(0)
-    ScaleVector(attn=1 + 0.5 * torch.randn(SHAPE, generator=g), metrics={"eval": ev}, **base).save(store / "scales" / "measured.safetensors")
-    ScaleVector(attn=1 + 2.0 * torch.randn(SHAPE, generator=g), metrics={}, **base).save(store / "scales" / "imported.safetensors")
+    ScaleVector(attn=1 + 0.5 * torch.randn(SHAPE, generator=g), metrics={"eval": ev},
+                **base).save(store / "scales" / "measured.safetensors")
+    ScaleVector(attn=1 + 2.0 * torch.randn(SHAPE, generator=g), metrics={},
+                **base).save(store / "scales" / "imported.safetensors")
     with running_app(store, "--no-default-sweep", log=store.parent / "app-compare.log") as url:
         yield {"url": url, "store": store, "sweeps": {ka: va, kb: vb}, "keys": (ka, kb)}
 
@@ -128,7 +131,8 @@ def test_vectors_share_one_range_and_the_table_has_control_or_not_measured(cpage
     body = {r[header.index("item")]: dict(zip(header, r)) for r in rows[1:]}
     assert {"spatial before", "spatial after", "control before", "control after"} <= set(header)
     m, i = body["vector measured"], body["vector imported"]
-    assert (m["spatial before"], m["spatial after"], m["control before"], m["control after"]) == ("54.4%", "100.0%", "99.6%", "99.2%")
+    assert (m["spatial before"], m["spatial after"], m["control before"], m["control after"]) == (
+        "54.4%", "100.0%", "99.6%", "99.2%")
     assert {i[c] for c in ("spatial before", "spatial after", "control before", "control after")} == {"not measured"}
     screenshot(cpage, "compare")
 
@@ -154,5 +158,6 @@ def test_train_page_reports_spatial_and_control_and_names_its_run(cpage, compare
     assert "control before" in table and "control after" in table
     cpage.reload()  # coming back: the newest run is shown and named
     cpage.locator("#train-status .job-state", has_text="done").wait_for(timeout=30_000)
-    assert "tiny" in cpage.locator("#train-job").inner_text() and "no training run yet" not in cpage.locator("#train-job").inner_text()
+    assert ("tiny" in cpage.locator("#train-job").inner_text()
+            and "no training run yet" not in cpage.locator("#train-job").inner_text())
     screenshot(cpage, "train")

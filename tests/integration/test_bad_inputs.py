@@ -37,7 +37,8 @@ def run(*args):
 
 def listing(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` with its bytes (an absent root is empty)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()} if Path(root).exists() else {}
+    return ({str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+            if Path(root).exists() else {})
 
 
 def one_line(result) -> str:
@@ -78,7 +79,8 @@ def no_cuda(monkeypatch):
                                           ("2,0.5,2.0", "α 2 is given twice")])
 def test_sweep_refuses_non_finite_and_repeated_alpha(alpha, words, llava_folder, probe_dir, tmp_path):
     store = tmp_path / "store"
-    r = run("sweep", "--model", llava_folder, "--probes", probe_dir, "--alpha", alpha, "--store", store, "--layers-per-chunk", "1")
+    r = run("sweep", "--model", llava_folder, "--probes", probe_dir, "--alpha", alpha, "--store", store,
+            "--layers-per-chunk", "1")
     assert r.exit_code == 2, r.output
     line = one_line(r)
     assert words in line and "--alpha" in line
@@ -86,7 +88,8 @@ def test_sweep_refuses_non_finite_and_repeated_alpha(alpha, words, llava_folder,
 
 
 @pytest.mark.parametrize("alphas, words", [((float("nan"),), "α nan is not a finite number"), ((0.0, -0.0), "α 0 is given twice"),
-                                           ((1, float("inf")), "α inf is not a finite number"), (("x",), "α 'x' is not a number")])
+                                           ((1, float("inf")), "α inf is not a finite number"),
+                                           (("x",), "α 'x' is not a number")])
 def test_python_api_refuses_the_same_alphas(alphas, words):
     from workbench.sweeps.engine import SweepSpec
 
@@ -143,7 +146,8 @@ class SilentServer:
 def run_against(hub: SilentServer, code: str, hf_home, limit: float):
     """Run ``code`` in a fresh interpreter whose hub is ``hub`` (online, no proxy, cache ``hf_home``): (result, seconds);
     a run past ``limit`` seconds fails the test as a hang."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") and "proxy" not in k.lower()}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") and "proxy" not in k.lower()}
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{hub.port}", HF_HOME=str(hf_home), NO_PROXY="*")
     t0 = time.monotonic()
     try:
@@ -287,7 +291,8 @@ def test_python_api_and_job_forms_check_the_device(no_cuda, llava_folder, tmp_pa
 
     with pytest.raises(WorkbenchError, match="CUDA is not available on this machine"):
         load_vlm(llava_folder, device="cuda")
-    for make in (lambda: sweep_params(tmp_path, "org/model", device="cuda"), lambda: train_params(tmp_path, "org/model", "v", device="gpu0")):
+    for make in (lambda: sweep_params(tmp_path, "org/model", device="cuda"),
+                 lambda: train_params(tmp_path, "org/model", "v", device="gpu0")):
         with pytest.raises(FieldError) as e:
             make()
         assert e.value.field == "device" and "--device" not in str(e.value) and "cpu" in str(e.value)
@@ -359,7 +364,8 @@ def test_heads_export_refuses_to_overwrite_without_force(swept_store, tmp_path):
 
 
 def _vector(layers: int = 2, heads: int = 4) -> ScaleVector:
-    return ScaleVector(attn=torch.full((layers, heads), 0.5), mlp=torch.full((layers,), 2.0), model="tiny", model_fingerprint="f" * 64)
+    return ScaleVector(attn=torch.full((layers, heads), 0.5), mlp=torch.full((layers,), 2.0), model="tiny",
+                       model_fingerprint="f" * 64)
 
 
 def test_scale_export_refuses_to_overwrite_without_force(tmp_path):
@@ -420,8 +426,10 @@ def test_job_form_wants_a_model_folder_and_a_real_probe_set(probe_dir, tmp_path)
     before = listing(tmp_path)
     for make, field, words in [(lambda: sweep_params(tmp_path, str(server_dir)), "model", "has no config.json"),
                                (lambda: train_params(tmp_path, str(server_dir), "v"), "model", "has no config.json"),
-                               (lambda: sweep_params(tmp_path, "org/model", probes=str(fake)), "probes", "not a readable probe set"),
-                               (lambda: sweep_params(tmp_path, "org/model", probes=str(tampered)), "probes", "not a readable probe set")]:
+                               (lambda: sweep_params(tmp_path, "org/model", probes=str(fake)), "probes",
+                                "not a readable probe set"),
+                               (lambda: sweep_params(tmp_path, "org/model", probes=str(tampered)), "probes",
+                                "not a readable probe set")]:
         with pytest.raises(FieldError, match=words) as e:
             make()
         assert e.value.field == field
@@ -475,8 +483,8 @@ def test_a_silent_ray_cluster_fails_within_its_bound_with_one_line():
     with SilentServer() as cluster:
         t0 = time.monotonic()
         try:
-            out = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{cluster.port}"], capture_output=True, text=True, timeout=90,
-                                 env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+            out = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{cluster.port}"], capture_output=True, text=True,
+                                 timeout=90, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
         except subprocess.TimeoutExpired:
             pytest.fail("connecting to a silent Ray cluster hung for 90 s")
         elapsed = time.monotonic() - t0
@@ -487,8 +495,8 @@ def test_a_silent_ray_cluster_fails_within_its_bound_with_one_line():
     assert elapsed < 30, f"took {elapsed:.1f}s"
 
 
-@pytest.mark.parametrize("cmd", [("store", "ls"), ("store", "show", "abc"), ("store", "rm", "abc"), ("store", "gc"), ("store", "fsck"),
-                                 ("heads", "export", "--sweep", "abc", "--out", "{tmp}/h.json")])
+@pytest.mark.parametrize("cmd", [("store", "ls"), ("store", "show", "abc"), ("store", "rm", "abc"), ("store", "gc"),
+                                 ("store", "fsck"), ("heads", "export", "--sweep", "abc", "--out", "{tmp}/h.json")])
 def test_commands_that_read_a_store_refuse_a_missing_one_and_create_nothing(tmp_path, cmd):
     """A mistyped ``--store`` used to be created as an empty store (and listed as empty) by every store command."""
     wrong = tmp_path / "no-such-store"

@@ -35,7 +35,8 @@ def _heavy(proc: subprocess.CompletedProcess) -> str:
 
 
 def test_importing_the_cli_app_imports_no_torch():
-    code = "import sys; import workbench.cli.main; print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))"
+    code = ("import sys; import workbench.cli.main; "
+            "print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.strip() == "[]"
     # the check can fail: a module that does import torch is seen
@@ -75,7 +76,8 @@ def _stored_sweep(root, clean_record: dict | None):
 def test_store_commands_import_no_torch_and_show_prints_the_clean_accuracy(tmp_path):
     from workbench import clean
 
-    record = clean.record({"relation": 0.3, "spatial": 0.3}, {"relation": 200, "spatial": 200}, {"relation": 0.25, "spatial": 0.25})
+    record = clean.record({"relation": 0.3, "spatial": 0.3}, {"relation": 200, "spatial": 200},
+                          {"relation": 0.25, "spatial": 0.25})
     key = _stored_sweep(tmp_path, record)
     for args in (["store", "ls"], ["store", "show", key[:10]], ["store", "rm", "--help"]):
         proc = _run(*args, "--store", str(tmp_path)) if args[-1] != "--help" else _run(*args)
@@ -131,7 +133,8 @@ def test_probes_make_like_uses_the_models_record_and_options_still_win(tmp_path)
     from workbench.probes.probeset import ProbeSet
 
     runner = CliRunner()
-    r = runner.invoke(app, ["probes", "make", "--like", str(DEFAULT_MODEL), "--out", str(tmp_path / "like"), "--n", "12", "--seed", "4"])
+    r = runner.invoke(app, ["probes", "make", "--like", str(DEFAULT_MODEL), "--out", str(tmp_path / "like"), "--n", "12",
+                            "--seed", "4"])
     assert r.exit_code == 0, r.output
     assert "probe configuration from" in r.output and "grid 16" in r.output
     want = generate(ProbeConfig(n=12, seed=4, canvas=64, object_size=14, grid=16))  # assets/models/organism/probes.json
@@ -147,7 +150,8 @@ def test_probes_make_like_uses_the_models_record_and_options_still_win(tmp_path)
     assert r.exit_code == 2 and "records no probe configuration" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
     (bare / "training.json").write_text('{"config": {"canvas": 32, "object_size": 6, "grid": 8}}')  # an organism's record
-    r = runner.invoke(app, ["probes", "make", "--like", str(bare), "--out", str(tmp_path / "trained"), "--n", "12", "--seed", "4"])
+    r = runner.invoke(app, ["probes", "make", "--like", str(bare), "--out", str(tmp_path / "trained"), "--n", "12",
+                            "--seed", "4"])
     assert r.exit_code == 0 and "training.json" in r.output, r.output
     assert ProbeSet.load(tmp_path / "trained").hash == generate(ProbeConfig(n=12, seed=4, canvas=32, object_size=6, grid=8)).hash
     (bare / "probes.json").write_text('{"grid": "16"}')  # probes.json, when there, is what counts

@@ -92,7 +92,8 @@ def test_console_entry_point_exits_nonzero_with_one_line(tmp_path):
 
 def test_every_subcommand_has_help():
     for cmd in ([], ["probes"], ["probes", "make"], ["probes", "show"], ["probes", "import"], ["model"], ["model", "info"],
-                ["model", "families"], ["organism"], ["organism", "train"], ["organism", "plant"], ["organism", "eval"], ["sweep"], ["store"], ["store", "ls"], ["store", "show"], ["store", "rm"],
+                ["model", "families"], ["organism"], ["organism", "train"], ["organism", "plant"], ["organism", "eval"],
+                ["sweep"], ["store"], ["store", "ls"], ["store", "show"], ["store", "rm"],
                 ["store", "gc"], ["heads"], ["heads", "export"], ["heads", "import"]):
         r = run(*cmd, "--help")
         assert r.exit_code == 0 and "Usage" in r.output, cmd

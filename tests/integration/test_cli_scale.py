@@ -48,7 +48,8 @@ def test_train_eval_compare_export_import(llava_folder, probe_folder, tmp_path):
 
 
 def test_bad_input_is_one_line_and_exit_2(llava_folder, probe_folder, tmp_path):
-    r = run("scale", "train", "--model", llava_folder, "--probes", probe_folder, "--out", "x", "--mode", "heads", "--store", tmp_path)
+    r = run("scale", "train", "--model", llava_folder, "--probes", probe_folder, "--out", "x", "--mode", "heads",
+            "--store", tmp_path)
     assert r.exit_code == 2 and "unknown mode 'heads'" in r.output
     assert not (tmp_path / "scales").exists()
     r = run("scale", "export", "nope", "--npy", tmp_path / "n", "--store", tmp_path)

@@ -55,8 +55,10 @@ EXPECTED = {
 }
 KEYS = tuple(EXPECTED)
 # family key → (processor class, image processor class) the folder's processor must be
-CLASSES = {"llava": ("LlavaProcessor", "CLIPImageProcessorPil"), **{k: (f.processor, f.image_processor) for k, f in FAMILY.items()}}
-VIDEO_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "smolvlm", "llava_onevision", "qwen3_vl", "internvl")  # their AutoProcessor needs torchvision for its video processor
+CLASSES = {"llava": ("LlavaProcessor", "CLIPImageProcessorPil"),
+           **{k: (f.processor, f.image_processor) for k, f in FAMILY.items()}}
+# their AutoProcessor needs torchvision for its video processor
+VIDEO_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "smolvlm", "llava_onevision", "qwen3_vl", "internvl")
 
 
 def test_every_family_here_has_a_builder_and_a_row():
@@ -92,7 +94,8 @@ def test_model_info_prints_the_family(key, family_folders):
     assert f"{processor} ({image_processor}{no_video})" in " ".join(r.output.split()), r.output
     text = " ".join(r.output.replace("│", " ").split())
     if key == "mllama":  # layer 1 is cross-attention: its heads are listed at their own site, never hidden
-        assert "head site (self-attention: layers 0) input of" in text and "head site (cross-attention: layers 1) input of" in text, text
+        assert ("head site (self-attention: layers 0) input of" in text
+                and "head site (cross-attention: layers 1) input of" in text), text
         assert "layers.<l>.cross_attn.o_proj" in text
     else:
         assert "head site input of" in text and "cross-attention" not in text, text
@@ -123,7 +126,8 @@ def test_without_torchvision_the_image_processor_loads_alone_and_says_so(key, fa
     processor = load_processor(str(family_folders[key]))
     load_processor(str(family_folders[key]))
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"torchvision is not installed: {FAMILY[key].processor} loads its image processor only; video inputs are unavailable"]
+    assert err == [f"torchvision is not installed: {FAMILY[key].processor} loads its image processor only; "
+                   "video inputs are unavailable"]
     assert processor.chat_template and processor.video_processor.num_frames is None
     with pytest.raises(WorkbenchError, match="video inputs need torchvision"):
         processor.video_processor([])
@@ -202,7 +206,8 @@ def test_sweep_with_the_default_engine(key, family_folders, family_vlms, probes3
     batch = build_batch(vlm, probes3, list(probes3.items))
     be = make_backend(vlm, "nnsight")
     base = metrics.logit_diff(be.last_logits(batch.inputs), batch.option_ids, batch.answer)
-    hooked = metrics.logit_diff(be.last_logits(batch.inputs, [HeadScale.at(vlm.site, [(1, 3)], 0.0)]), batch.option_ids, batch.answer)
+    hooked = metrics.logit_diff(be.last_logits(batch.inputs, [HeadScale.at(vlm.site, [(1, 3)], 0.0)]), batch.option_ids,
+                                batch.answer)
     direct = (hooked - base).tolist()  # per probe, in probe-set order
     stored = row.set_index("probe_id").loc[[it.id for it in probes3.items], "value"].tolist()
     assert max(abs(a - b) for a, b in zip(stored, direct)) <= 1e-4 * max(1.0, max(map(abs, direct))), (stored, direct)
@@ -218,15 +223,17 @@ def unsupported_folder(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("unsupported") / "vipllava"
     tok = word_tokenizer()
-    config = VipLlavaConfig(vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                               num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
+    config = VipLlavaConfig(vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
+                                               num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+                                               projection_dim=32),
                             text_config=dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                                              num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok)),
                             vision_feature_layers=[-1], image_token_index=SPECIALS.index("<image>"))
     torch.manual_seed(0)
     VipLlavaForConditionalGeneration(config).save_pretrained(folder)
     LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                   tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE).save_pretrained(folder)
+                   tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                   chat_template=CHAT_TEMPLATE).save_pretrained(folder)
     return folder
 
 
@@ -346,7 +353,8 @@ def test_apply_scales_with_generate(key, family_vlms, probes3):
     hooks = _hooks(vlm.model)
     plain = _generate(vlm, batch, output_logits=True, return_dict_in_generate=True)
     assert plain.sequences.shape == (2, n_prompt + 2)
-    ones = ScaleVector(attn=torch.ones(site.shape), mlp=torch.ones(site.n_layers), model=vlm.name, model_fingerprint=vlm.fingerprint)
+    ones = ScaleVector(attn=torch.ones(site.shape), mlp=torch.ones(site.n_layers), model=vlm.name,
+                       model_fingerprint=vlm.fingerprint)
     with apply_scales(vlm.model, ones):
         assert _hooks(vlm.model) == hooks + 2 * site.n_layers
         assert torch.equal(_generate(vlm, batch), plain.sequences)

@@ -14,7 +14,8 @@ CHECK_KERNEL = "import sys\nprint(f'kernel python: {sys.executable}')"
 
 
 def _stdout(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    return "".join(o.get("text", "") for o in cell.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
 
 
 def _line(text: str, pattern: str) -> re.Match:
@@ -116,7 +117,8 @@ def test_real_model_notebook_is_valid_and_states_its_requirements():
     assert "not executed by the test suite" in text
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code")
-    for call in ("load_vlm(MODEL_ID, device=DEVICE, dtype=DTYPE)", 'DEVICE = "cuda"', 'DTYPE = "bfloat16"', "sweep(", "bootstrap_ci(",
-                 "train_scales(", "score(", "top_heads(", ".save(", "to_npy(", "apply_scales(", "handle.remove()"):
+    for call in ("load_vlm(MODEL_ID, device=DEVICE, dtype=DTYPE)", 'DEVICE = "cuda"', 'DTYPE = "bfloat16"', "sweep(",
+                 "bootstrap_ci(", "train_scales(", "score(", "top_heads(", ".save(", "to_npy(", "apply_scales(",
+                 "handle.remove()"):
         assert call in code, call
     compile(code, "02_real_model.ipynb", "exec")  # at least it parses

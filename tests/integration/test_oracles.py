@@ -152,7 +152,8 @@ def test_mlp_site_is_the_mlps_contribution_to_the_residual_stream(case):
     """
     _, vlm, inputs, _ = case
     for layer in range(vlm.site.n_layers):
-        out = {a: layer_outputs(vlm, inputs, layer, [MlpScale.at(vlm.site, {layer: a}, positions="all")]) for a in (0.0, 0.5, 1.0)}
+        out = {a: layer_outputs(vlm, inputs, layer, [MlpScale.at(vlm.site, {layer: a}, positions="all")])
+               for a in (0.0, 0.5, 1.0)}
         assert (out[0.0] - out[1.0]).abs().max() > 1e-3, "the MLP must contribute"
         assert (out[0.5] - (out[0.0] + out[1.0]) / 2).abs().max() <= 1e-5 * out[1.0].abs().max(), layer
 
@@ -265,7 +266,8 @@ def test_gradients_reach_alpha_identically_through_both_backends():
 
 
 def test_mllama_cross_attention_layers_are_heads_at_their_own_layer_index():
-    """Layer 1 of the tiny Mllama is a cross-attention layer: its heads sit at cross_attn.o_proj, in the same [layer, head] grid."""
+    """Layer 1 of the tiny Mllama is a cross-attention layer: its heads sit at cross_attn.o_proj, in the same
+    [layer, head] grid."""
     site = wrap_vlm(tiny_model("mllama")).site
     assert site.shape == (2, 4) and site.kinds == ("self-attention", "cross-attention")
     assert site.attn_out_path(0) == "model.language_model.layers.0.self_attn.o_proj"
@@ -285,7 +287,8 @@ def test_mllama_rows_are_checked_per_layer_kind():
     with pytest.raises(WorkbenchError, match=r"layer 1 \(self-attention\) lacks 'self_attn.o_proj'"):
         resolve_site(model)
     model.config.text_config.cross_attention_layers = None
-    with pytest.raises(WorkbenchError, match="the text config has no 'cross_attention_layers' listing its cross-attention layers"):
+    with pytest.raises(WorkbenchError,
+                       match="the text config has no 'cross_attention_layers' listing its cross-attention layers"):
         resolve_site(model)
     model.config.text_config.cross_attention_layers = [1]
     model.model.language_model.layers[1].cross_attn.o_proj = torch.nn.Linear(8, 64)
@@ -344,7 +347,8 @@ def _torchvision() -> bool:
 
 
 #: TransformerLens 4.3: families with an adapter that boots here; the rest, with the reason it refuses.
-TL_AGREES = ("llava", "llava_next", "idefics3", "gemma3", "llava_onevision") + (("qwen2_5_vl", "qwen3_vl") if _torchvision() else ())
+TL_AGREES = (("llava", "llava_next", "idefics3", "gemma3", "llava_onevision")
+             + (("qwen2_5_vl", "qwen3_vl") if _torchvision() else ()))
 TL_REFUSES = {"qwen2_vl": "has no adapter for Qwen2VLForConditionalGeneration",
               "paligemma": "has no adapter for PaliGemmaForConditionalGeneration",
               "internvl": "has no adapter for InternVLForConditionalGeneration",

@@ -14,7 +14,8 @@ from workbench.models.load import load_vlm
 from workbench.organism.deficit import _surgery
 from workbench.organism.train import OrganismConfig, build, eval_probes, load_checkpoint, pick_device, train, train_probes
 
-TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, data="set", patch=8, grid=0, object_size=0, patch_loss=0.0, layers=2, heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
+TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, data="set", patch=8, grid=0, object_size=0, patch_loss=0.0, layers=2,
+            heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
 
 
 def test_eval_set_is_fixed_held_out_and_disjoint_from_training():
@@ -150,7 +151,8 @@ def test_vectorised_encoding_equals_the_processor_and_refuses_a_mismatch(llava_v
     ref = proc(text=[__import__("workbench.models.prompts", fromlist=["x"]).prompt_text(proc, it.question) for it in probes32],
                images=[probes32.image(it) for it in probes32], padding="longest", return_tensors="pt")
     mine = data.batch(torch.arange(len(probes32)), torch.device("cpu"))
-    assert torch.equal(mine["input_ids"], ref["input_ids"]) and torch.allclose(mine["pixel_values"], ref["pixel_values"], atol=1e-5)
+    assert (torch.equal(mine["input_ids"], ref["input_ids"])
+            and torch.allclose(mine["pixel_values"], ref["pixel_values"], atol=1e-5))
     with pytest.raises(WorkbenchError, match="disagrees with the model's processor"):
         encode(proc, small_probes.filter(lambda it: True))  # 64 px scenes for a 32 px model: the processor resizes
 
@@ -172,7 +174,8 @@ def test_training_pool_is_the_same_for_any_worker_count_and_round_trips(tmp_path
     from workbench.probes.generate import ProbeConfig, heldout_pairs, train_chunk
 
     held = heldout_pairs(ProbeConfig(seed=cfg.seed))
-    assert held and not any({(o.color, o.shape) for o in scene.objects} & held for scene, _ in train_chunk(ProbeConfig(seed=0), 3, 500))
+    assert held and not any({(o.color, o.shape) for o in scene.objects} & held
+                            for scene, _ in train_chunk(ProbeConfig(seed=0), 3, 500))
     key = pool_key(cfg.seed, cfg.n_train, cfg.scene)
     save_pool(one, tmp_path / "pool", key)
     back = load_pool(tmp_path / "pool", key)
@@ -220,10 +223,12 @@ def test_patch_labels_mark_the_tokens_under_each_object():
     assert objects.tolist() == [[[list(PALETTE).index("red"), SHAPES.index("circle"), 40, 8],
                                  [list(PALETTE).index("blue"), SHAPES.index("square"), 8, 56], [-1, -1, -1, -1]]]
     z = torch.zeros(1, 1, dtype=torch.long)
-    data = Encoded(z, z, torch.zeros(1, 64, 64, 3, dtype=torch.uint8), torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"], objects)
+    data = Encoded(z, z, torch.zeros(1, 64, 64, 3, dtype=torch.uint8), torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"],
+                   objects)
     for patch, red, blue in ((16, 2, 12), (8, 13, 57)):
         color, shape = data.patch_labels(torch.tensor([0]), patch)
-        want_c, want_s = torch.zeros(1, (64 // patch) ** 2, dtype=torch.long), torch.zeros(1, (64 // patch) ** 2, dtype=torch.long)
+        want_c, want_s = (torch.zeros(1, (64 // patch) ** 2, dtype=torch.long),
+                          torch.zeros(1, (64 // patch) ** 2, dtype=torch.long))
         want_c[0, red], want_s[0, red] = list(PALETTE).index("red") + 1, SHAPES.index("circle") + 1
         want_c[0, blue], want_s[0, blue] = list(PALETTE).index("blue") + 1, SHAPES.index("square") + 1
         assert torch.equal(color, want_c) and torch.equal(shape, want_s)
@@ -233,10 +238,12 @@ def test_patch_labels_mark_the_tokens_under_each_object():
     data3 = Encoded(z, z, data.pixels, torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"], object_table([three]))
     color, shape = data3.patch_labels(torch.tensor([0]), 8, reach=7)
     want_c, want_s = torch.zeros(1, 64, dtype=torch.long), torch.zeros(1, 64, dtype=torch.long)
-    for (c, sh), tokens in ((("red", "circle"), (4, 5, 12, 13)), (("blue", "square"), (48, 56)), (("green", "triangle"), (49, 50, 57, 58))):
+    for (c, sh), tokens in ((("red", "circle"), (4, 5, 12, 13)), (("blue", "square"), (48, 56)),
+                            (("green", "triangle"), (49, 50, 57, 58))):
         want_c[0, list(tokens)], want_s[0, list(tokens)] = list(PALETTE).index(c) + 1, SHAPES.index(sh) + 1
     assert torch.equal(color, want_c) and torch.equal(shape, want_s)
-    assert torch.equal(data.patch_labels(torch.tensor([0]), 8, reach=3)[0], data.patch_labels(torch.tensor([0]), 8)[0])  # 3 < 3.5: centre only
+    # 3 < 3.5: centre only
+    assert torch.equal(data.patch_labels(torch.tensor([0]), 8, reach=3)[0], data.patch_labels(torch.tensor([0]), 8)[0])
     with pytest.raises(WorkbenchError, match="carry no object tables"):
         Encoded(z, z, data.pixels, torch.zeros(3), torch.ones(3), z, z[0], z[0], ["color"]).patch_labels(torch.tensor([0]), 16)
 
@@ -301,7 +308,8 @@ def test_named_cells_are_the_rows_and_columns_of_the_two_objects_a_spatial_quest
     for it in probes:
         s = Scene.from_json(it.scene)
         want.append([s.a.y // 16, s.a.x // 16, s.b.y // 16, s.b.x // 16] if it.task in ("relation", "verify") else [-1] * 4)
-    assert cells.tolist() == want and sum(w[0] >= 0 for w in want) == sum(it.task in ("relation", "verify") for it in probes) > 100
+    assert (cells.tolist() == want
+            and sum(w[0] >= 0 for w in want) == sum(it.task in ("relation", "verify") for it in probes) > 100)
 
 
 @pytest.mark.slow

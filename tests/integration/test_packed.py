@@ -53,7 +53,8 @@ def rel_err(a, b):
 def left_padded(n_img, pre=(2, 5), post=(6, 10), seed=1):
     """Rows ``text(pre) · image(n_img) · text(post)`` of different lengths, left-padded: ``ids, mask [batch, seq]``."""
     g = torch.Generator().manual_seed(seed)
-    rows = [torch.cat([torch.randint(3, 200, (a,), generator=g), torch.full((n_img,), IMAGE_TOKEN), torch.randint(3, 200, (z,), generator=g)])
+    rows = [torch.cat([torch.randint(3, 200, (a,), generator=g), torch.full((n_img,), IMAGE_TOKEN),
+                       torch.randint(3, 200, (z,), generator=g)])
             for a, z in zip(pre, post)]
     t = max(len(r) for r in rows)
     ids = torch.zeros(len(rows), t, dtype=torch.long)

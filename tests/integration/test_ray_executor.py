@@ -55,7 +55,8 @@ def test_a_sweep_started_locally_is_finished_on_ray(local_ray, llava_vlm, probes
     with pytest.raises(Cancelled, match="cancelled after 3 of 8"):
         sweep(llava_vlm, probes32, SPEC, store, log=lambda m: None, progress=lambda d, t: done.append(d),
               should_stop=lambda: bool(done and done[-1] >= 3), **CHUNKING)
-    result = sweep(llava_vlm, probes32, SPEC, store, log=lambda m: None, executor=RayExecutor(workers=2, load_kwargs=LOAD), **CHUNKING)
+    result = sweep(llava_vlm, probes32, SPEC, store, log=lambda m: None, executor=RayExecutor(workers=2, load_kwargs=LOAD),
+                   **CHUNKING)
     assert (result.computed, result.cached) == (5, 3)
     torch.testing.assert_close(result.values, reference.values, rtol=1e-5, atol=1e-6)
 
@@ -100,13 +101,17 @@ def test_cli_sweep_on_ray_starts_and_stops_its_own_instance(llava_folder, probes
     """No Ray running: the executor starts a local instance, uses it and shuts it down; the store has the sweep."""
     probes32.save(tmp_path / "probes")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    out = subprocess.run([sys.executable, "-m", "workbench", "sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "probes"),
+    out = subprocess.run([sys.executable, "-m", "workbench", "sweep", "--model", str(llava_folder),
+                          "--probes", str(tmp_path / "probes"),
                           "--alpha", "0,2", "--store", str(tmp_path / "s"), "--executor", "ray", "--ray-workers", "2",
-                          "--layers-per-chunk", "1", "--probes-per-chunk", "12"], capture_output=True, text=True, env=env, timeout=300)
+                          "--layers-per-chunk", "1", "--probes-per-chunk", "12"],
+                         capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "4 chunks computed (ray executor)" in out.stdout
     (entry,) = EffectStore(tmp_path / "s").ls()
     assert entry.complete and entry.done == 4
-    bad = subprocess.run([sys.executable, "-m", "workbench", "sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "probes"),
-                          "--store", str(tmp_path / "s2"), "--executor", "dask"], capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run([sys.executable, "-m", "workbench", "sweep", "--model", str(llava_folder),
+                          "--probes", str(tmp_path / "probes"),
+                          "--store", str(tmp_path / "s2"), "--executor", "dask"],
+                         capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "unknown executor 'dask'" in bad.stderr + bad.stdout

@@ -146,7 +146,8 @@ def test_safetensors_and_npy_round_trips(llava_vlm, tmp_path):
     assert (back.model_fingerprint, back.positions, back.s_max) == (vec.model_fingerprint, vec.positions, vec.s_max)
     a, m = vec.to_npy(tmp_path / "npy", "_seed0")
     assert a.name == "eff_attn_seed0.npy" and np.load(a).shape == tuple(llava_vlm.site.shape)
-    imp = ScaleVector.from_npy(a, m, model=vlm_name(llava_vlm), model_fingerprint=llava_vlm.fingerprint, shape=llava_vlm.site.shape)
+    imp = ScaleVector.from_npy(a, m, model=vlm_name(llava_vlm), model_fingerprint=llava_vlm.fingerprint,
+                               shape=llava_vlm.site.shape)
     assert torch.equal(imp.attn, vec.attn) and torch.equal(imp.mlp, vec.mlp) and imp.mode == "both"
     only = ScaleVector.from_npy(a, None, model="m", model_fingerprint="f", shape=llava_vlm.site.shape)
     assert torch.equal(only.mlp, torch.ones(llava_vlm.site.n_layers)) and only.mode == "attn"

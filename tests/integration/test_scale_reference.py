@@ -193,7 +193,8 @@ def test_an_all_positions_vector_is_refused_for_the_reference_format_unless_allo
     r = run("scale", "export", "everywhere", "--npy", out, "--store", store)
     assert r.exit_code == 2
     line = r.output.strip()
-    assert len(line.splitlines()) == 1 and "positions=all" in line and "last token only" in line and "--allow-all-positions" in line
+    assert (len(line.splitlines()) == 1 and "positions=all" in line and "last token only" in line
+            and "--allow-all-positions" in line)
     assert not out.exists()
     r = run("scale", "export", "everywhere", "--npy", out, "--store", store, "--allow-all-positions")
     assert r.exit_code == 0, r.output
@@ -229,7 +230,8 @@ def test_import_reads_a_reference_run_final_or_epoch_n(llava_vlm, llava_folder, 
     v = ScaleVector.load(tmp_path / "final")
     assert (v.mode, v.positions) == ("both", "last") and torch.allclose(v.attn, torch.full(shape, 1.3))
     assert torch.allclose(v.mlp, torch.full((shape[0],), 1.3))
-    r = run("scale", "import", "--from", tmp_path / "run", "--epoch", "2", "--model", llava_folder, "--out", tmp_path / "e2.safetensors")
+    r = run("scale", "import", "--from", tmp_path / "run", "--epoch", "2", "--model", llava_folder,
+            "--out", tmp_path / "e2.safetensors")
     assert r.exit_code == 0, r.output
     v = ScaleVector.load(tmp_path / "e2")
     assert torch.allclose(v.attn, torch.full(shape, 1.2)) and torch.allclose(v.mlp, torch.full((shape[0],), 1.2))
@@ -238,7 +240,8 @@ def test_import_reads_a_reference_run_final_or_epoch_n(llava_vlm, llava_folder, 
     assert not (tmp_path / "e7.safetensors").exists()
 
     _reference_run(tmp_path / "attn_run", shape, epochs=2, parts=("attn",))  # MODE_ONLY=attn: no eff_mlp files
-    r = run("scale", "import", "--from", tmp_path / "attn_run", "--epoch", "1", "--model", llava_folder, "--out", tmp_path / "a.safetensors")
+    r = run("scale", "import", "--from", tmp_path / "attn_run", "--epoch", "1", "--model", llava_folder,
+            "--out", tmp_path / "a.safetensors")
     assert r.exit_code == 0, r.output
     v = ScaleVector.load(tmp_path / "a")
     assert v.mode == "attn" and torch.equal(v.mlp, torch.ones(shape[0])) and torch.allclose(v.attn, torch.full(shape, 1.1))
@@ -257,7 +260,8 @@ def test_import_refusals_are_one_line_and_write_nothing(llava_vlm, llava_folder,
     np.save(tmp_path / "suffixed" / "eff_attn_seed0.npy", np.ones(llava_vlm.site.shape, np.float32))
     r = run("scale", "import", "--from", tmp_path / "suffixed", "--model", llava_folder, "--out", tmp_path / "v")
     assert r.exit_code == 2 and "other arrays: eff_attn_seed0.npy" in r.output and "--attn / --mlp" in r.output
-    r = run("scale", "import", "--from", tmp_path / "empty", "--attn", tmp_path / "x.npy", "--model", llava_folder, "--out", tmp_path / "v")
+    r = run("scale", "import", "--from", tmp_path / "empty", "--attn", tmp_path / "x.npy", "--model", llava_folder,
+            "--out", tmp_path / "v")
     assert r.exit_code == 2 and "not both" in r.output
     r = run("scale", "import", "--epoch", "1", "--model", llava_folder, "--out", tmp_path / "v")
     assert r.exit_code == 2 and "add --from DIR" in r.output

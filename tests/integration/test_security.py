@@ -61,8 +61,10 @@ def test_a_checkpoint_carrying_code_is_refused_before_anything_runs(tmp_path):
     assert not marker.exists(), "the checkpoint's payload ran"
     assert r.exit_code == 2, r.output
     (line,) = error_lines(r)
-    assert line == (f"error: {ckpt} is not a workbench training checkpoint (it names objects other than tensors, numbers and text, "
-                    "which are never unpickled) (delete it to start from step 0, or point --checkpoint at one this workbench saved)")
+    assert line == (f"error: {ckpt} is not a workbench training checkpoint "
+                    "(it names objects other than tensors, numbers and text, "
+                    "which are never unpickled) (delete it to start from step 0, "
+                    "or point --checkpoint at one this workbench saved)")
     assert tree(tmp_path) == before
 
 
@@ -142,7 +144,8 @@ def _download(client, name: str, fmt: str = "safetensors"):
             "outputs": [{"id": "export-vec-download", "property": "data"}, {"id": "export-vector-error", "property": "children"}],
             "inputs": [{"id": "export-vec-download-button", "property": "n_clicks", "value": 1}],
             "changedPropIds": ["export-vec-download-button.n_clicks"],
-            "state": [{"id": "export-vector", "property": "value", "value": name}, {"id": "export-vec-format", "property": "value", "value": fmt}]}
+            "state": [{"id": "export-vector", "property": "value", "value": name},
+                      {"id": "export-vec-format", "property": "value", "value": fmt}]}
     r = client.post("/_dash-update-component", json=body)
     assert r.status_code == 200, r.data[:300]
     return r.get_json()["response"]
@@ -190,13 +193,15 @@ def test_the_server_answers_only_its_own_host_names(tmp_path):
     for host in ("evil.example", "evil.example:8050", "127.0.0.1.evil.example", "localhost.evil.example:80"):
         r = client.get("/_dash-layout", headers={"Host": host})
         assert r.status_code == 400, host
-        assert r.get_data(as_text=True) == (f"refused: this workbench answers only to 127.0.0.1, [::1], localhost, not {host.split(':')[0]!r} "
+        assert r.get_data(as_text=True) == ("refused: this workbench answers only to 127.0.0.1, [::1], localhost, "
+                                            f"not {host.split(':')[0]!r} "
                                             "(a guard against DNS rebinding; serve it with --host NAME to answer to NAME)\n")
     lan = create_app(tmp_path / "store", "toy", host="box.lan").server.test_client()
     assert lan.get("/_dash-layout", headers={"Host": "box.lan:8050"}).status_code == 200
     assert lan.get("/_dash-layout", headers={"Host": "localhost"}).status_code == 200
     assert lan.get("/_dash-layout", headers={"Host": "evil.example"}).status_code == 400
-    assert b"answers only to 127.0.0.1, [::1], localhost, box.lan, not 'evil.example'" in lan.get("/", headers={"Host": "evil.example"}).data
+    assert (b"answers only to 127.0.0.1, [::1], localhost, box.lan, not 'evil.example'"
+            in lan.get("/", headers={"Host": "evil.example"}).data)
     anywhere = create_app(tmp_path / "store", "toy", host="0.0.0.0").server.test_client()
     assert anywhere.get("/_dash-layout", headers={"Host": "192.168.1.7:8050"}).status_code == 200
 
@@ -319,13 +324,15 @@ def test_cvbench_and_vsr_refuse_images_outside_their_folder(tmp_path):
         load_vsr(tmp_path / "d" / "vsr.jsonl", tmp_path / "d" / "img")
 
 
-@pytest.mark.parametrize("key", ["../x.png", "images/../../x.png", "/tmp/x.png", "images\\x.png", "images//x.png", "probeset.json"])
+@pytest.mark.parametrize("key", ["../x.png", "images/../../x.png", "/tmp/x.png", "images\\x.png", "images//x.png",
+                                 "probeset.json"])
 def test_a_probe_set_refuses_file_keys_that_could_leave_its_folder(tmp_path, key):
     from workbench.probes.items import ProbeItem
     from workbench.probes.probeset import ProbeSet
 
     it = ProbeItem(id="a", task="t", family="spatial", question="q", options=("x", "y"), answer="x", image=key)
-    with pytest.raises(WorkbenchError, match=re.escape(f"probe 'a' names image {key!r}, which is not a plain path inside the probe set")):
+    with pytest.raises(WorkbenchError,
+                       match=re.escape(f"probe 'a' names image {key!r}, which is not a plain path inside the probe set")):
         ProbeSet([it], {key: b"png"}, name="s")
     assert tree(tmp_path) == []
 
@@ -340,7 +347,8 @@ def test_a_saved_probe_set_naming_a_file_outside_is_refused_on_load(tmp_path):
     first = json.loads(lines[0])
     first["image"] = "images/../" + first["image"]  # resolves inside the folder, but is no plain key
     man.write_text("\n".join([json.dumps(first, sort_keys=True), *lines[1:]]) + "\n")
-    with pytest.raises(WorkbenchError, match=r"names image 'images/\.\./images/.*', which is not a plain path inside the probe set"):
+    with pytest.raises(WorkbenchError,
+                       match=r"names image 'images/\.\./images/.*', which is not a plain path inside the probe set"):
         ProbeSet.load(tmp_path / "p")
 
 

@@ -84,14 +84,16 @@ SCRIPT = textwrap.dedent("""
     def progress(done, total):
         if done == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
-    res = sweep(load_vlm(model, attn_implementation="eager"), ProbeSet.load(probes), SweepSpec(alphas=tuple(map(float, alphas.split(",")))),
-                EffectStore(store), progress=progress, layers_per_chunk=1, probes_per_chunk=3, log=lambda m: None)
+    res = sweep(load_vlm(model, attn_implementation="eager"), ProbeSet.load(probes),
+                SweepSpec(alphas=tuple(map(float, alphas.split(",")))), EffectStore(store), progress=progress,
+                layers_per_chunk=1, probes_per_chunk=3, log=lambda m: None)
     print("computed", res.computed, "cached", res.cached)
 """)
 
 
 def _run(llava_folder, probes_dir, store, alphas="0,2", kill_after=-1):
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(llava_folder), str(probes_dir), str(store), alphas, str(kill_after)],
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(llava_folder), str(probes_dir), str(store), alphas,
+                             str(kill_after)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -183,7 +185,8 @@ def test_cli_sweep_store_round_trip(llava_folder, six, tmp_path):
 
     six.save(tmp_path / "probes")
     runner = CliRunner()
-    args = ["sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "probes"), "--alpha", "0,2", "--store", str(tmp_path / "s")]
+    args = ["sweep", "--model", str(llava_folder), "--probes", str(tmp_path / "probes"), "--alpha", "0,2",
+            "--store", str(tmp_path / "s")]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "1 chunks computed (local executor), 0 from the store" in r.output and "L1H" in r.output

@@ -100,7 +100,8 @@ def test_a_chunk_in_the_old_format_cannot_be_verified_and_is_recomputed(tmp_path
     store, key, names = build(tmp_path)
     path = chunk_path(store, key, names[2])
     table = pq.read_table(path)
-    table = table.replace_schema_metadata({b"workbench.sha256": _values_digest(table).encode()})  # as the first store format wrote it
+    # as the first store format wrote it
+    table = table.replace_schema_metadata({b"workbench.sha256": _values_digest(table).encode()})
     pq.write_table(table, path)
     with pytest.raises(CorruptChunk, match="has no identity metadata .written by an older workbench.*cannot be verified"):
         store.read_chunk(key, names[2])
@@ -129,7 +130,8 @@ def _bad_entries(root: Path) -> dict[str, str]:
     sweeps = root / "sweeps"
     bad = {}
     for i, (content, words) in enumerate(((b"\x00\xffgarbage", "is not valid JSON"), (b"{}", "lacks model"),
-                                          (json.dumps({k: v for k, v in _manifest(1, 2, "f" * 64).items() if k != "chunks"}).encode(),
+                                          (json.dumps({k: v for k, v in _manifest(1, 2, "f" * 64).items()
+                                                       if k != "chunks"}).encode(),
                                            "lacks chunks"))):
         folder = sweeps / (f"{i}" * 64)
         folder.mkdir()
@@ -200,13 +202,16 @@ def test_the_app_says_in_one_line_that_a_sweep_has_a_corrupt_chunk(tmp_path):
     assert row["complete"]  # the footer is intact; only the full read sees the values changed
     with pytest.raises(CorruptChunk, match=f"{names[1]}.parquet fails its checksum"):
         data.sweep_data(tmp_path, key)
-    assert data.sweep_message(tmp_path, key) == f"chunk {path} fails its checksum (run the sweep again to recompute it, or `{FSCK} --fix`)"
+    assert data.sweep_message(tmp_path, key) == (f"chunk {path} fails its checksum "
+                                                 f"(run the sweep again to recompute it, or `{FSCK} --fix`)")
 
 
 def _dash_post(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]], state=()):
     """One callback round trip, as the browser makes it."""
-    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..", "outputs": [{"id": i, "property": p} for i, p in outputs],
-            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs], "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"],
+    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outputs],
+            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+            "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"],
             "state": [{"id": i, "property": p, "value": v} for i, p, v in state]}
     if len(outputs) == 1:
         body["outputs"] = body["outputs"][0]
@@ -228,7 +233,8 @@ def test_the_app_pages_load_with_bad_entries_and_show_a_corrupt_sweep_in_one_lin
         pages[page] = (r.status_code, json.dumps(r.get_json(), ensure_ascii=False) if r.status_code == 200 else "")
     assert {page: code for page, (code, _) in pages.items()} == dict.fromkeys(pages, 200)
     for page, (_, text) in pages.items():
-        assert f"{len(bad)} store entries cannot be read" in text and "sweeps/notes.txt" in text and FSCK in text, (page, text[:500])
+        assert f"{len(bad)} store entries cannot be read" in text and "sweeps/notes.txt" in text and FSCK in text, (
+            page, text[:500])
     picker = json.dumps(r.get_json()["response"]["_pages_content"]["children"])  # the explorer ("/", the last page loaded)
     assert picker.count("toyprobes (") == 1 and f"\"value\": \"{key}\"" in picker  # its sweep picker: the one readable sweep
     chunk_path(store, key, names[2]).write_bytes(b"PAR1 not a chunk")
@@ -238,8 +244,10 @@ def test_the_app_pages_load_with_bad_entries_and_show_a_corrupt_sweep_in_one_lin
     r = _dash_post(client, [("_pages_content", "children"), ("_pages_store", "data")],
                    [("_pages_location", "pathname", "/"), ("_pages_location", "search", f"?key={key}")])
     assert r.status_code == 200, r.get_data(as_text=True)[:500]
-    line = f"chunk {chunk_path(store, key, names[2])} is unreadable (ArrowInvalid) (run the sweep again to recompute it, or `{FSCK} --fix`)"
-    assert line in json.dumps(r.get_json(), ensure_ascii=False)  # the explorer at /?key=KEY says why it cannot show it, in one line
+    line = (f"chunk {chunk_path(store, key, names[2])} is unreadable (ArrowInvalid) "
+            f"(run the sweep again to recompute it, or `{FSCK} --fix`)")
+    # the explorer at /?key=KEY says why it cannot show it, in one line
+    assert line in json.dumps(r.get_json(), ensure_ascii=False)
     r = _dash_post(client, [("export-alpha", "options"), ("export-alpha", "value"), ("export-relation", "options"),
                             ("export-sweep-error", "children"), ("export-relation", "value")], [("export-sweep", "value", key)])
     assert r.status_code == 200, r.get_data(as_text=True)[:500]  # the export page's sweep choice: the same line under its field
@@ -304,7 +312,8 @@ def test_fsck_lists_every_problem_changes_nothing_and_fix_repairs_the_store(tmp_
     for words in (f"sweeps/{lost}: 4 chunks but no manifest → restore the manifest from chunk {names[0]}",
                   f"{broken_names[0]}.parquet: is unreadable (ArrowInvalid) → remove it; the next run recomputes it",
                   "L000-002_P000000-000004.parquet: is not in its manifest's plan → remove it (an orphan)",
-                  ".x.parquet.123.tmp: is a stale temporary file (left by a killed writer) → remove it", f"sweeps/{'9' * 64}: is an empty folder → remove it",
+                  ".x.parquet.123.tmp: is a stale temporary file (left by a killed writer) → remove it",
+                  f"sweeps/{'9' * 64}: is an empty folder → remove it",
                   "→ move it to quarantine/", "problems found; `workbench store fsck --fix` repairs them"):
         assert words in out, (words, out)
     for path, words in bad.items():

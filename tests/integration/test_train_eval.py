@@ -28,7 +28,8 @@ def test_evaluate_vector_matches_scoring_with_and_without_the_vector(llava_folde
                       mode="attn", s_max=10.0)
     ev = evaluate_vector(vlm, vec, probes32)
     assert ev["before"] == {**{"spatial": None, "control": None}, **score(vlm, probes32, backend="torch").by_task()}
-    assert ev["after"] == {**{"spatial": None, "control": None}, **score(vlm, probes32, vec.interventions(), backend="torch").by_task()}
+    assert ev["after"] == {**{"spatial": None, "control": None},
+                           **score(vlm, probes32, vec.interventions(), backend="torch").by_task()}
     assert (ev["n"], ev["probes"], ev["probes_hash"]) == (len(probes32), probes32.name, probes32.hash)
     assert ev["accuracy_before"] == ev["before"]["spatial"] and ev["accuracy_after"] == ev["after"]["spatial"]
     spatial_only = probes32.filter(lambda it: it.family == "spatial")
@@ -41,8 +42,8 @@ def test_evaluate_vector_matches_scoring_with_and_without_the_vector(llava_folde
 
 def test_scale_train_stores_before_and_after_on_its_test_split(llava_folder, probe_folder, probes32, tmp_path):
     store = tmp_path / "store"
-    r = CliRunner().invoke(app, [str(a) for a in ("scale", "train", "--model", llava_folder, "--probes", probe_folder, "--store", store,
-                                                  "--out", "v", "--epochs", "1", "--batch", "8")])
+    r = CliRunner().invoke(app, [str(a) for a in ("scale", "train", "--model", llava_folder, "--probes", probe_folder,
+                                                  "--store", store, "--out", "v", "--epochs", "1", "--batch", "8")])
     assert r.exit_code == 0, r.output
     ev = ScaleVector.load(store / "scales" / "v").metrics["eval"]
     test = probes32.split("test")
@@ -52,7 +53,8 @@ def test_scale_train_stores_before_and_after_on_its_test_split(llava_folder, pro
     vlm = load_vlm(str(llava_folder), attn_implementation="eager")
     assert ev["before"]["spatial"] == score(vlm, test, backend="torch").by_task()["spatial"]  # the model alone, on the test split
     assert "test probes" in r.output and "control" in r.output
-    r = CliRunner().invoke(app, [str(a) for a in ("scale", "train", "--model", llava_folder, "--probes", probe_folder, "--store", store,
-                                                  "--split", "", "--out", "w", "--epochs", "1", "--batch", "8")])
+    r = CliRunner().invoke(app, [str(a) for a in ("scale", "train", "--model", llava_folder, "--probes", probe_folder,
+                                                  "--store", store, "--split", "", "--out", "w", "--epochs", "1",
+                                                  "--batch", "8")])
     assert r.exit_code == 0, r.output
     assert "eval" not in ScaleVector.load(store / "scales" / "w").metrics and "not measured" in r.output

@@ -33,8 +33,9 @@ def store(tmp_path):
     st = EffectStore(tmp_path)
     key = "k" * 64
     st.ensure(key, {"model": "toy", "model_fingerprint": "f" * 64, "family": "LLaVA-1.5", "shape": [3, 4], "probes": "toyprobes",
-                    "probeset_hash": "h" * 64, "n_probes": 6, "spec": {"alphas": list(ALPHAS), "metric": "logit_diff", "positions": "last",
-                                                                          "target": "heads"}, "chunks": ["c0", "c1"]})
+                    "probeset_hash": "h" * 64, "n_probes": 6,
+                    "spec": {"alphas": list(ALPHAS), "metric": "logit_diff", "positions": "last", "target": "heads"},
+                    "chunks": ["c0", "c1"]})
     frame = pd.DataFrame(rows)
     st.write_chunk(key, "c0", frame[frame["probe_id"] < "p3"])
     st.write_chunk(key, "c1", frame[frame["probe_id"] >= "p3"])
@@ -101,7 +102,8 @@ def test_head_detail_ranks_probes_at_the_explorers_alpha(store):
     assert [p["probe_id"] for p in d["affected"]] == [f"p{i}" for i in np.argsort(-np.abs(v[:, 1]), kind="stable")[:3]]
     assert [p["effect"] for p in d["affected"]] == pytest.approx(sorted(v[:, 1], key=lambda x: -abs(x))[:3])
     unknown = data.head_detail(root, key, 1, 2, top=3, alpha=0.5)  # not swept: the default α, said in one line
-    assert unknown["ablation_alpha"] == 0.0 and unknown["problems"] == ["α = 0.5 is not a ranked α of this sweep; ranking at α = 0"]
+    assert unknown["ablation_alpha"] == 0.0 and unknown["problems"] == [
+        "α = 0.5 is not a ranked α of this sweep; ranking at α = 0"]
 
 
 def test_headset_export_ranks_by_how_much_alpha_lowers_the_metric(store, tmp_path):
@@ -126,7 +128,8 @@ def test_headset_export_ranks_by_how_much_alpha_lowers_the_metric(store, tmp_pat
 def test_vector_exports_hold_the_saved_scales(tmp_path):
     attn = torch.linspace(0.5, 1.5, 12).reshape(3, 4)
     vec = ScaleVector(attn=attn, mlp=torch.tensor([1.0, 0.9, 1.1]), model="toy", model_fingerprint="f" * 64, positions="last",
-                      mode="both", s_max=10.0, metrics={"eval": {"before": {"spatial": 0.5}, "after": {"spatial": 0.75}, "probes": "t"}})
+                      mode="both", s_max=10.0,
+                      metrics={"eval": {"before": {"spatial": 0.5}, "after": {"spatial": 0.75}, "probes": "t"}})
     vec.save(tmp_path / "scales" / "fix.safetensors")
     (row,) = data.vectors(tmp_path)
     assert (row["name"], row["before"]["spatial"], row["after"]["spatial"]) == ("fix", 0.5, 0.75)
@@ -151,7 +154,9 @@ def test_the_server_side_never_imports_model_code(store):
 import sys
 from workbench.app import create_app, data, exports
 create_app({str(root)!r}, "toy")
-data.head_detail({str(root)!r}, {key!r}, 1, 2); data.matrix({str(root)!r}, {key!r}, 0.0); exports.headset({str(root)!r}, {key!r}, 0.0, 2)
+data.head_detail({str(root)!r}, {key!r}, 1, 2)
+data.matrix({str(root)!r}, {key!r}, 0.0)
+exports.headset({str(root)!r}, {key!r}, 0.0, 2)
 print(sorted(m for m in ("transformers", "nnsight", "transformer_lens", "workbench.models.load") if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

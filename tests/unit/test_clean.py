@@ -26,7 +26,8 @@ def test_chance_is_one_over_the_options_averaged_per_probe():
 
 def test_record_is_json_able_and_keeps_its_three_parts():
     rec = clean.record({"spatial": 0.9, "all": 0.8}, {"spatial": 10, "all": 20}, {"spatial": 0.375, "all": 0.3})
-    assert rec == {"accuracy": {"all": 0.8, "spatial": 0.9}, "n": {"all": 20, "spatial": 10}, "chance": {"all": 0.3, "spatial": 0.375}}
+    assert rec == {"accuracy": {"all": 0.8, "spatial": 0.9}, "n": {"all": 20, "spatial": 10},
+                   "chance": {"all": 0.3, "spatial": 0.375}}
     import json
 
     assert json.loads(json.dumps(rec)) == rec

@@ -25,10 +25,12 @@ RELATIONS = ("left", "above", "left", "", "", "below", "")
 ALPHAS = (0.0, 0.5, 2.0)
 
 
-def _write(st: EffectStore, key: str, values: np.ndarray, target: str = "heads", model: str = "toy", shuffle: int | None = None) -> None:
+def _write(st: EffectStore, key: str, values: np.ndarray, target: str = "heads", model: str = "toy",
+           shuffle: int | None = None) -> None:
     """values ``[probe, alpha, layer, head]`` as a two-chunk sweep (rows optionally shuffled within each chunk)."""
     n_p, n_a, n_l, n_h = values.shape
-    st.ensure(key, {"model": model, "model_fingerprint": "f" * 64, "family": "LLaVA-1.5", "shape": [n_l, n_h if target == "heads" else 4],
+    st.ensure(key, {"model": model, "model_fingerprint": "f" * 64, "family": "LLaVA-1.5",
+                    "shape": [n_l, n_h if target == "heads" else 4],
                     "probes": "toy", "probeset_hash": "h" * 64, "n_probes": n_p,
                     "spec": {"alphas": list(ALPHAS[:n_a]), "metric": "logit_diff", "positions": "last", "target": target},
                     "chunks": ["L000-002_P000000-000004", "L000-002_P000004-000007"]})
@@ -36,7 +38,8 @@ def _write(st: EffectStore, key: str, values: np.ndarray, target: str = "heads",
              "relation": RELATIONS[p], "value": values[p, a, la, h]}
             for p in range(n_p) for a in range(n_a) for la in range(n_l) for h in range(n_h)]
     frame = pd.DataFrame(rows)
-    for name, part in (("L000-002_P000000-000004", frame[frame["probe_id"] < "p4"]), ("L000-002_P000004-000007", frame[frame["probe_id"] >= "p4"])):
+    for name, part in (("L000-002_P000000-000004", frame[frame["probe_id"] < "p4"]),
+                       ("L000-002_P000004-000007", frame[frame["probe_id"] >= "p4"])):
         if shuffle is not None:
             part = part.sample(frac=1.0, random_state=shuffle)
         st.write_chunk(key, name, part)
@@ -70,8 +73,9 @@ def test_fast_checksum_equals_numpy_string_bytes(tmp_path):
         return h.hexdigest()
 
     for rel in (["left", "", "ä→b", "above"], ["", "", "", ""], [None, "x", "yy", "z"]):
-        f = pd.DataFrame({"layer": [0, 1, 2, 3], "head": [0, 0, 1, -1], "alpha": [0.0, 0.5, 2.0, 0.0], "probe_id": ["p1", "p22", "p1", "p333"],
-                          "task": ["relation"] * 4, "relation": rel, "value": [0.1, 0.2, 0.3, 0.4]})
+        f = pd.DataFrame({"layer": [0, 1, 2, 3], "head": [0, 0, 1, -1], "alpha": [0.0, 0.5, 2.0, 0.0],
+                          "probe_id": ["p1", "p22", "p1", "p333"], "task": ["relation"] * 4, "relation": rel,
+                          "value": [0.1, 0.2, 0.3, 0.4]})
         t = pa.Table.from_pandas(f, preserve_index=False)
         split = pa.concat_tables([t.slice(0, 1), t.slice(1)])
         assert effects._values_digest(t) == effects._values_digest(split) == oracle(t)
@@ -88,7 +92,8 @@ def test_task_filter_selects_the_family_or_task_and_refuses_an_absent_one(store)
     v = values[order]
     tasks = np.array([TASKS[i] for i in order])
     rels = np.array([RELATIONS[i] for i in order])
-    for task, keep in (("spatial", np.isin(tasks, ["relation", "verify"])), ("control", np.isin(tasks, ["color", "count", "exists"])),
+    for task, keep in (("spatial", np.isin(tasks, ["relation", "verify"])),
+                       ("control", np.isin(tasks, ["color", "count", "exists"])),
                        ("verify", tasks == "verify"), (data.ALL, np.ones(7, bool))):
         m = data.matrix(root, key, 0.5, data.ALL, task)
         np.testing.assert_allclose(m.mean, v[keep, 1].mean(0), atol=1e-12)
@@ -106,7 +111,8 @@ def test_task_options_default_to_spatial_and_label_the_mix():
     values = [o["value"] for o in opts]
     assert values == ["spatial", "control", "relation", "verify", "color", "count", "exists", data.ALL]
     assert opts[0]["label"] == "spatial (relation, verify) · n = 4" and "mixes spatial and control" in opts[-1]["label"]
-    assert view.default_task(TASKS) == "spatial" and view.default_task(("color",)) == "control" and view.default_task(("x",)) == data.ALL
+    assert (view.default_task(TASKS) == "spatial" and view.default_task(("color",)) == "control"
+            and view.default_task(("x",)) == data.ALL)
 
 
 def test_query_round_trip_and_bad_values():
@@ -118,8 +124,8 @@ def test_query_round_trip_and_bad_values():
 
 
 def _row(key, model, alphas, created):
-    return {"key": key, "model": model, "probes": "p", "target": "heads", "positions": "last", "metric": "logit_diff", "alphas": alphas,
-            "created": created}
+    return {"key": key, "model": model, "probes": "p", "target": "heads", "positions": "last", "metric": "logit_diff",
+            "alphas": alphas, "created": created}
 
 
 def test_resolve_opens_the_keyed_sweep_else_the_newest_with_the_alpha_asked_or_0():
@@ -151,7 +157,8 @@ def test_ranked_table_and_search(store):
     assert [r["site"] for r in view.search_rows(sites, "l3")] == ["L3H1", "L3H10", "L3 MLP"]
     assert [r["site"] for r in view.search_rows(sites, "L3H1")] == ["L3H1"]
     assert [r["site"] for r in view.search_rows(sites, "mlp")] == ["L3 MLP"] and view.search_rows(sites, "") == sites
-    mlp = view.ranked(data.Matrix(np.array([[0.3], [-0.2]]), np.zeros((2, 1)), np.zeros((2, 1)), 5, 0.0, data.ALL, "logit_diff"), mlp=True)
+    mlp = view.ranked(data.Matrix(np.array([[0.3], [-0.2]]), np.zeros((2, 1)), np.zeros((2, 1)), 5, 0.0, data.ALL, "logit_diff"),
+                      mlp=True)
     assert [(r["site"], r["head"]) for r in mlp] == [("L1 MLP", -1), ("L0 MLP", -1)]
     kl = view.ranked(data.Matrix(np.array([[0.1, 0.4]]), np.zeros((1, 2)), np.zeros((1, 2)), 5, 0.0, data.ALL, "kl"))
     assert kl[0]["site"] == "L0H1"  # kl: the largest change first
@@ -180,7 +187,8 @@ def test_matrix_csv_holds_mean_interval_and_rank(store):
     for r in rows:
         la, h = int(r["layer"]), int(r["head"])
         assert float(r["mean"]) == m.mean[la, h] and float(r["ci_low"]) == m.low[la, h] and float(r["ci_high"]) == m.high[la, h]
-        assert (r["site"], r["task"], r["relation"], r["alpha"], int(r["n_probes"])) == (f"L{la}H{h}", "spatial", "left", "0.5", m.n_probes)
+        assert (r["site"], r["task"], r["relation"], r["alpha"], int(r["n_probes"])) == (
+            f"L{la}H{h}", "spatial", "left", "0.5", m.n_probes)
     assert sorted(int(r["rank"]) for r in rows) == list(range(1, 7))
 
 
@@ -189,7 +197,8 @@ def test_planted_heads_come_from_the_deficit_folders_planted_json(tmp_path):
     folder = view.model_folder(DEFICIT_MODEL.name, DEFAULT_MODEL)
     assert folder == DEFICIT_MODEL
     sites, record = view.planted_heads(folder, (6, 8))
-    assert sites == [tuple(h) for h in planted] and record["factor"] == json.loads((DEFICIT_MODEL / "planted.json").read_text())["factor"]
+    assert (sites == [tuple(h) for h in planted]
+            and record["factor"] == json.loads((DEFICIT_MODEL / "planted.json").read_text())["factor"])
     assert view.planted_heads(view.model_folder(DEFAULT_MODEL.name, DEFAULT_MODEL), (6, 8)) is None  # the intact organism
     assert view.model_folder("no-such-model", DEFAULT_MODEL) is None and view.model_folder("../organism", DEFAULT_MODEL) is None
     (tmp_path / "m").mkdir()
@@ -201,12 +210,15 @@ def test_planted_heads_come_from_the_deficit_folders_planted_json(tmp_path):
 
 def test_clean_rows_and_metric_definitions():
     assert view.clean_rows({}) is None and view.clean_rows({"clean": "x"}) is None
-    rec = {"accuracy": {"all": 0.5, "color": 0.9, "relation": 0.3, "spatial": 0.35}, "n": {"all": 10, "color": 4, "relation": 6, "spatial": 6},
+    rec = {"accuracy": {"all": 0.5, "color": 0.9, "relation": 0.3, "spatial": 0.35},
+           "n": {"all": 10, "color": 4, "relation": 6, "spatial": 6},
            "chance": {"all": 0.3, "color": 0.25, "relation": 0.25, "spatial": 0.25}}
     rows = view.clean_rows({"clean": rec})
-    assert [r["name"] for r in rows] == ["spatial", "relation", "color", "all"] and rows[1] == {"name": "relation", "accuracy": 0.3,
+    assert [r["name"] for r in rows] == ["spatial", "relation", "color", "all"] and rows[1] == {"name": "relation",
+                                                                                                 "accuracy": 0.3,
                                                                                                  "chance": 0.25, "n": 6}
-    assert "negative = the intervention hurts" in view.metric_definition("logit_diff") and "intervened − clean" in view.metric_definition("p_correct")
+    assert ("negative = the intervention hurts" in view.metric_definition("logit_diff")
+            and "intervened − clean" in view.metric_definition("p_correct"))
     assert "no sign" in view.metric_definition("kl") and not view.hurts_low("kl")
 
 

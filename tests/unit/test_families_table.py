@@ -39,7 +39,8 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testcase classname="tests.integration.test_oracles" name="test_zero_ablation_equals_weight_surgery[torch-head1-llava_next]"/>
 <testcase classname="tests.integration.test_oracles" name="test_mllama_rows_are_checked_per_layer_kind"/>
 <testcase classname="tests.integration.test_packed" name="test_families_the_packed_mask_cannot_express_are_refused[paligemma]"/>
-<testcase classname="tests.integration.test_oracles" name="test_transformer_lens_refuses_families_it_cannot_bridge_in_one_line[qwen2_vl]"/>
+<testcase classname="tests.integration.test_oracles" \
+name="test_transformer_lens_refuses_families_it_cannot_bridge_in_one_line[qwen2_vl]"/>
 <testcase classname="tests.integration.test_oracles" name="test_transformer_lens_agrees_with_nnsight_on_per_head_effects[gemma3]">
   <skipped type="pytest.skip" message="Skipped: no adapter here">skip</skipped></testcase>
 <testcase classname="tests.integration.test_families" name="test_scale_train_lowers_the_training_loss[idefics3]"/>
@@ -94,7 +95,8 @@ def test_cells_render_pass_fail_refused_skipped_and_not_tested(junit):
     assert rows["Gemma 3"][col[ft.SWEEP]] == "FAIL (1 of 1)"
     assert rows["Gemma 3"][col[ft.TL]] == "skipped: no adapter here"
     paligemma = next(r for r in SITES if r.family == "PaliGemma")
-    assert rows["PaliGemma"][col[ft.PACKED]] == f"refused: the packed fast path is not exact for PaliGemma: {paligemma.unpackable}"
+    assert rows["PaliGemma"][col[ft.PACKED]] == (
+        f"refused: the packed fast path is not exact for PaliGemma: {paligemma.unpackable}")
     assert rows["Qwen2-VL"][col[ft.TL]].startswith("refused: TransformerLens ")
     assert rows["Qwen2-VL"][col[ft.TL]].endswith(" has no adapter for Qwen2VLForConditionalGeneration")
     assert rows["Idefics3 / SmolVLM"][col[ft.TRAIN]] == "pass (2: idefics3 1, smolvlm 1)"
@@ -109,7 +111,8 @@ def test_collected_browser_tests_say_not_run():
     case = ft.Case("test_app", "test_compare_two_items", (), ft.NOT_RUN)
     assert ft.render([case], ft.BROWSER, "llava") == "not run (pass --browser)"
     assert ft.render([], ft.BROWSER, "llava") == "not tested"
-    mixed = [ft.Case("test_families", "t", ("llava",), ft.PASSED), ft.Case("test_families", "t", ("gemma3",), ft.SKIPPED, "Skipped: why")]
+    mixed = [ft.Case("test_families", "t", ("llava",), ft.PASSED),
+             ft.Case("test_families", "t", ("gemma3",), ft.SKIPPED, "Skipped: why")]
     assert ft.render(mixed, ft.SWEEP, "llava") == "pass (1); skipped (1): why"
 
 
@@ -121,7 +124,8 @@ def test_every_family_parametrized_test_function_has_a_step():
             params = [ast.unparse(d.args[0]) for d in fn.decorator_list if isinstance(d, ast.Call)
                       and ast.unparse(d.func).endswith("parametrize") and d.args]
             if any(p.strip("'\"") in ("key", "family") for p in params):
-                assert ft.step_of(ft.Case(Path(module).stem, fn.name, (), ft.PASSED)) is not None, f"{module}::{fn.name} maps to no step"
+                assert ft.step_of(ft.Case(Path(module).stem, fn.name, (), ft.PASSED)) is not None, (
+                    f"{module}::{fn.name} maps to no step")
 
 
 def test_main_writes_the_report_and_the_readme_between_the_markers(junit, tmp_path, monkeypatch):

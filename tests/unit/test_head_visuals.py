@@ -42,7 +42,8 @@ RED = (230, 25, 25)
 
 
 def _scene() -> Image.Image:
-    """64 × 64, black, a red 24 × 24 block inside each 32-px quadrant (rows and columns 4 … 27 of it): one per patch of a 2 × 2 grid."""
+    """64 × 64, black, a red 24 × 24 block inside each 32-px quadrant (rows and columns 4 … 27 of it): one per patch of a
+    2 × 2 grid."""
     img = np.zeros((64, 64, 3), dtype=np.uint8)
     for y0 in (0, 32):
         for x0 in (0, 32):
@@ -108,7 +109,8 @@ def test_task_filter_never_mixes_families_unless_asked():
     assert hv.task_mask("all", tasks, fams).all()
     assert hv.normalize_task("count", tasks) == "task:count" and hv.normalize_task("spatial", tasks) == "spatial"
     labels = {c["value"]: c["n"] for c in hv.task_choices(tasks, fams)}
-    assert labels == {"spatial": 3, "control": 2, "all": 5, "task:color": 1, "task:count": 1, "task:relation": 2, "task:verify": 1}
+    assert labels == {"spatial": 3, "control": 2, "all": 5, "task:color": 1, "task:count": 1, "task:relation": 2,
+                      "task:verify": 1}
     with pytest.raises(WorkbenchError, match="no probe of this sweep matches"):
         hv.task_mask("task:shape", tasks, fams)
     assert "all" not in {c["value"] for c in hv.task_choices(["relation"], ["spatial"])}  # one family: no "all" to mix
@@ -140,8 +142,9 @@ def store(tmp_path):
         key = (target[0] * 64)[:64]
         st = EffectStore(tmp_path)
         st.ensure(key, {"model": "toy", "model_fingerprint": "f" * 64, "shape": [2, 3], "probes": probes.name,
-                        "probeset_hash": probes.hash, "n_probes": 8, "spec": {"alphas": list(alphas), "metric": "logit_diff",
-                                                                               "positions": "last", "target": target}, "chunks": ["c0"]})
+                        "probeset_hash": probes.hash, "n_probes": 8,
+                        "spec": {"alphas": list(alphas), "metric": "logit_diff", "positions": "last", "target": target},
+                        "chunks": ["c0"]})
         st.write_chunk(key, "c0", pd.DataFrame(rows))
         keys[target] = key
     attn = torch.from_numpy(rng.dirichlet(np.ones(10), size=(6, 2, 3))[..., :4].astype(np.float32))  # 4 patches + 6 text tokens

@@ -27,7 +27,8 @@ def test_round_trip(tmp_path, suffix):
 def test_a_set_for_another_model_is_refused():
     hs = top_heads(SCORES, 2, "organism", "a" * 64, "sweep")
     hs.check_model("a" * 64)
-    with pytest.raises(WorkbenchError, match="made for 'organism' \\(fingerprint aaaaaaaaaaaa…\\), not for llava \\(bbbbbbbbbbbb…\\)"):
+    with pytest.raises(WorkbenchError,
+                       match="made for 'organism' \\(fingerprint aaaaaaaaaaaa…\\), not for llava \\(bbbbbbbbbbbb…\\)"):
         hs.check_model("b" * 64, "llava")
 
 

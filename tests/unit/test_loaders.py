@@ -33,7 +33,8 @@ def _spatialeval(path, drop=None):
     rows = [
         {"id": "spatialmap.vqa.0", "text": SE_TEXT, "image": {"bytes": _img("red"), "path": "a.png"},
          "oracle_answer": "the park", "oracle_option": "B", "oracle_full_answer": "B. the park"},
-        {"id": "mazenav_vqa_1", "text": "How many right turns? A. 1 B. 2 C. 3", "image": {"bytes": _img("blue", "JPEG"), "path": None},
+        {"id": "mazenav_vqa_1", "text": "How many right turns? A. 1 B. 2 C. 3",
+         "image": {"bytes": _img("blue", "JPEG"), "path": None},
          "oracle_answer": "3", "oracle_option": "C", "oracle_full_answer": "C. 3"},
         {"id": "spatialgrid-2", "text": "What is in row 2? (A) cat (B) dog", "image": {"bytes": _img("green"), "path": None},
          "oracle_answer": "cat", "oracle_option": "A", "oracle_full_answer": "A. cat"},

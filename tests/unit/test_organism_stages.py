@@ -61,7 +61,8 @@ def test_the_card_retrains_a_staged_run_stage_by_stage_from_fresh_weights(tmp_pa
         "--label-smoothing 0.3 --force",
     ]
     # a single-stage run is retrained by its own command line
-    assert recipe_commands(one, "x", "workbench organism train --out x --seed 0 --force") == "workbench organism train --out x --seed 0 --force"
+    assert recipe_commands(one, "x", "workbench organism train --out x --seed 0 --force") == (
+        "workbench organism train --out x --seed 0 --force")
 
 
 def test_the_card_pins_the_thread_count_a_cpu_stage_was_trained_with(tmp_path):

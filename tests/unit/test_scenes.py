@@ -39,7 +39,8 @@ def test_render_square_pixels_exact():
 
 
 def test_swapped_exchanges_only_the_key_pair():
-    a, b, c = SceneObject("red", "circle", 10, 20, 8), SceneObject("blue", "cross", 30, 22, 8), SceneObject("green", "square", 20, 40, 8)
+    a, b, c = (SceneObject("red", "circle", 10, 20, 8), SceneObject("blue", "cross", 30, 22, 8),
+               SceneObject("green", "square", 20, 40, 8))
     s = Scene(48, (c, a, b), subject=1, reference=2)
     t = s.swapped()
     assert (t.a.x, t.a.y, t.b.x, t.b.y) == (30, 22, 10, 20)

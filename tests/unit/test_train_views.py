@@ -27,7 +27,8 @@ def test_percentages_and_what_nobody_measured():
     assert pct(0.544) == "54.4%" and pct(1) == "100.0%" and pct(0.0) == "0.0%"
     assert pct(None) == pct(float("nan")) == pct("x") == pct(True) == NOT_MEASURED
     cells = eval_cells({"spatial": 0.5, "control": 0.25}, {"spatial": 0.75})
-    assert cells == {"spatial before": "50.0%", "spatial after": "75.0%", "control before": "25.0%", "control after": NOT_MEASURED}
+    assert cells == {"spatial before": "50.0%", "spatial after": "75.0%", "control before": "25.0%",
+                     "control after": NOT_MEASURED}
     assert set(eval_cells(None, None).values()) == {NOT_MEASURED}
     line = result_line("fix", {"spatial": 0.5, "control": 1.0}, {"spatial": 1.0, "control": 1.0}, 500)
     assert line == "saved fix: spatial 50.0% → 100.0%, control 100.0% → 100.0% on 500 test probes"

@@ -58,7 +58,8 @@ def host_guard(server, bind: str) -> None:
         name = host_name(request.headers.get("Host", ""))
         if name not in allowed:
             return (f"refused: this workbench answers only to {names}, not {name!r} "
-                    "(a guard against DNS rebinding; serve it with --host NAME to answer to NAME)\n", 400, {"Content-Type": "text/plain"})
+                    "(a guard against DNS rebinding; serve it with --host NAME to answer to NAME)\n", 400,
+                    {"Content-Type": "text/plain"})
         return None
 
     server.before_request(check_host)
@@ -78,7 +79,8 @@ def create_app(store: str | Path, model: str, device: str = "cpu", poll_ms: int 
     app = Dash(__name__, use_pages=True, pages_folder=str(here / "pages"), assets_folder=str(here / "assets"),
                title="Spatial Head Workbench", suppress_callback_exceptions=True, update_title=None)
     host_guard(app.server, host)
-    nav = [dcc.Link(page["name"], href=page["relative_path"], className="nav-link", id=f"shell-nav-{page['module'].split('.')[-1]}")
+    nav = [dcc.Link(page["name"], href=page["relative_path"], className="nav-link",
+                    id=f"shell-nav-{page['module'].split('.')[-1]}")
            for page in dash.page_registry.values() if page.get("nav", True)]
     app.layout = html.Div([
         dcc.Location(id=ids.shell.url, refresh="callback-nav"),

@@ -53,7 +53,8 @@ def running_app(store: str | os.PathLike, *args: str, port: int | None = None, t
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = Path(log).read_text(errors="replace")[-2000:] if log else "(pass log= to keep its output)"
-                    raise WorkbenchError(f"the app did not start on port {port}: {tail}", "run `workbench app` by hand to see why") from None
+                    raise WorkbenchError(f"the app did not start on port {port}: {tail}",
+                                         "run `workbench app` by hand to see why") from None
                 time.sleep(0.3)
         yield url
     finally:

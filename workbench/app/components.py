@@ -18,7 +18,8 @@ KEEP = {"persistence": True, "persistence_type": "session"}
 """Form controls keep what the user typed for the browser session, so a page change loses nothing."""
 
 
-def heatmap(values: np.ndarray, title: str, low: np.ndarray | None = None, high: np.ndarray | None = None, zmid: float | None = 0.0,
+def heatmap(values: np.ndarray, title: str, low: np.ndarray | None = None, high: np.ndarray | None = None,
+            zmid: float | None = 0.0,
             colorscale: str = DIVERGING, colorbar: str = "", height: int = 0,
             zrange: tuple[float, float] | None = None, mlp: bool = False) -> go.Figure:
     """``values [layer, head]`` as a heatmap: heads on x, layers on y (layer 0 at the bottom).
@@ -44,9 +45,12 @@ def heatmap(values: np.ndarray, title: str, low: np.ndarray | None = None, high:
         zmin, zmax = float(zrange[0]), float(zrange[1])
     else:
         zmin, zmax = (None, None) if zmid is None else (zmid - span, zmid + span)
-    trace = {"type": "heatmap", "z": values.tolist(), "x": list(range(n_heads)), "y": list(range(n_layers)), "customdata": custom.tolist(),
-             "colorscale": [list(c) for c in go.Heatmap(colorscale=colorscale).colorscale], "zmid": zmid if zrange is None else None, "zmin": zmin,
-             "zmax": zmax, "hovertemplate": hover + "<extra></extra>", "xgap": 1, "ygap": 1, "colorbar": {"title": {"text": colorbar}}}
+    trace = {"type": "heatmap", "z": values.tolist(), "x": list(range(n_heads)), "y": list(range(n_layers)),
+             "customdata": custom.tolist(),
+             "colorscale": [list(c) for c in go.Heatmap(colorscale=colorscale).colorscale],
+             "zmid": zmid if zrange is None else None, "zmin": zmin,
+             "zmax": zmax, "hovertemplate": hover + "<extra></extra>", "xgap": 1, "ygap": 1,
+             "colorbar": {"title": {"text": colorbar}}}
     # the arrays skip plotly's element-wise validation (a 32 × 32 map took 0.2 s to validate); the rest is validated
     fig = go.Figure(data=[{k: v for k, v in trace.items() if v is not None}], _validate=False)
     fig.update_layout(title={"text": title, "x": 0.01, "font": {"size": 14}}, margin={"l": 50, "r": 10, "t": 40, "b": 40},
@@ -101,6 +105,6 @@ def relation_options(relations=()) -> list[dict]:
 def store_notice(page) -> html.Div:
     """One line per store entry the listings skip, each saying to run `workbench store fsck` (empty when none)."""
     lines = catalog_problems(current().store)
-    return html.Div([html.P(f"{len(lines)} store entries cannot be read and are left out:")] + [html.P(line, className="mono")
-                                                                                                   for line in lines] if lines else [],
+    return html.Div([html.P(f"{len(lines)} store entries cannot be read and are left out:")]
+                    + [html.P(line, className="mono") for line in lines] if lines else [],
                     id=page.problems, className="notice" if lines else "")

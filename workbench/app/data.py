@@ -55,10 +55,13 @@ def catalog(root: str | Path) -> list[dict]:
     for e in EffectStore(root).ls():
         m, s = e.manifest, e.manifest["spec"]
         rows.append({"key": e.key, "model": m["model"], "model_fingerprint": m["model_fingerprint"], "probes": m["probes"],
-                     "probeset_hash": m["probeset_hash"], "n_probes": m["n_probes"], "alphas": list(s["alphas"]), "metric": s["metric"],
-                     "positions": s["positions"], "target": s["target"], "complete": e.complete, "done": e.done, "expected": e.expected,
+                     "probeset_hash": m["probeset_hash"], "n_probes": m["n_probes"], "alphas": list(s["alphas"]),
+                     "metric": s["metric"],
+                     "positions": s["positions"], "target": s["target"], "complete": e.complete, "done": e.done,
+                     "expected": e.expected,
                      "created": m.get("created", 0.0), "shape": m["shape"],
-                     "label": f"{m['model']} · {m['probes']} ({m['n_probes']}) · {s['metric']} · {s['target']}@{s['positions']} · "
+                     "label": f"{m['model']} · {m['probes']} ({m['n_probes']}) · {s['metric']} · "
+                              f"{s['target']}@{s['positions']} · "
                               f"α {', '.join(f'{a:g}' for a in s['alphas'])} · {e.key[:8]}"})
     return sorted(rows, key=lambda r: -float(r["created"]) if isinstance(r["created"], (int, float)) else 0.0)
 
@@ -67,7 +70,8 @@ def catalog_problems(root: str | Path) -> list[str]:
     """One line per entry of the store that the app's listings skip, each ending in "run `workbench store fsck`":
     unreadable entries, and sweeps left out as incomplete because some of their chunks cannot be used."""
     entries, problems = EffectStore(root).scan()
-    unusable = [f"sweep {e.key[:12]}…: {len(e.problems)} of its chunks cannot be used, e.g. {e.problems[0]} (run `workbench store fsck`)"
+    unusable = [f"sweep {e.key[:12]}…: {len(e.problems)} of its chunks cannot be used, e.g. {e.problems[0]} (run "
+                "`workbench store fsck`)"
                 for e in entries if e.problems]
     return [p.notice(root) for p in problems + Library(root).problems()] + unusable
 
@@ -99,7 +103,8 @@ class SweepData:
         for i, a in enumerate(self.alphas):
             if abs(a - float(alpha)) < 1e-12:
                 return i
-        raise WorkbenchError(f"sweep {self.key[:12]} has no α = {alpha:g}", f"choose one of {', '.join(f'{a:g}' for a in self.alphas)}")
+        raise WorkbenchError(f"sweep {self.key[:12]} has no α = {alpha:g}",
+                             f"choose one of {', '.join(f'{a:g}' for a in self.alphas)}")
 
     def task_mask(self, task: str = ALL) -> np.ndarray:
         """``[probe]`` bool: the probes of ``task``: a task name (``relation``, ``color`` …), a family (``spatial``,
@@ -191,7 +196,8 @@ def _matrix(data: SweepData, alpha: float, relation: str, task: str = ALL) -> Ma
 
 
 # ---------------------------------------------------------------- one head
-def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8, attention_probes: int = 4, task: str | None = None,
+def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8, attention_probes: int = 4,
+                task: str | None = None,
                 probe: str | None = None, scale: str = "model", alpha: float | None = None) -> dict:
     """Everything the head page draws, from the store: α-curve, per relation, most affected probes, attention.
 
@@ -208,7 +214,8 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
     n_layers, n_heads = data.shape
     is_mlp = data.manifest["spec"]["target"] == "mlp"
     if head < 0 and not is_mlp:
-        raise WorkbenchError(f"sweep {data.key[:12]} scaled attention heads, not MLPs: L{layer} MLP is not in it", "pick a head on the heatmap")
+        raise WorkbenchError(f"sweep {data.key[:12]} scaled attention heads, not MLPs: L{layer} MLP is not in it",
+                             "pick a head on the heatmap")
     h = 0 if is_mlp else head
     if not (0 <= layer < n_layers and 0 <= h < n_heads):
         raise WorkbenchError(f"{site_label(layer, -1 if is_mlp else head)} is outside this model's {n_layers} layers"
@@ -231,7 +238,8 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
     v_all = data.values[:, :, layer, h]  # [probe, alpha]
     v = v_all[keep]
     low, high = bootstrap(v)
-    curve = [{"alpha": a, "mean": float(v[:, i].mean()), "low": float(low[i]), "high": float(high[i])} for i, a in enumerate(data.alphas)]
+    curve = [{"alpha": a, "mean": float(v[:, i].mean()), "low": float(low[i]), "high": float(high[i])}
+             for i, a in enumerate(data.alphas)]
     if data.manifest["spec"]["metric"] != "kl" and 1.0 not in data.alphas:
         curve.append({"alpha": 1.0, "mean": 0.0, "low": 0.0, "high": 0.0, "identity": True})  # α = 1 is exactly the clean model
     curve.sort(key=lambda p: p["alpha"])
@@ -274,12 +282,15 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
             pid = maps.probe_ids[j]
             attention.append({"probe_id": pid, "question": by_id[pid].question, "answer": by_id[pid].answer,
                               "mass": float(per_probe[j].sum()), "peak": float(per_probe[j].max()),
-                              "image": png_uri(attention_overlay(probes.image(by_id[pid]), per_probe[j], scale_max=scale_max, size=192))})
+                              "image": png_uri(attention_overlay(probes.image(by_id[pid]), per_probe[j], scale_max=scale_max,
+                                                                 size=192))})
     metric = data.manifest["spec"]["metric"]
-    return {"key": data.key, "layer": layer, "head": -1 if is_mlp else head, "is_mlp": is_mlp, "site": site_label(layer, -1 if is_mlp else head),
+    return {"key": data.key, "layer": layer, "head": -1 if is_mlp else head, "is_mlp": is_mlp,
+            "site": site_label(layer, -1 if is_mlp else head),
             "metric": metric, "metric_axis": hv.metric_axis(metric), "metric_note": hv.metric_note(metric),
             "model": data.manifest["model"], "probes": data.manifest["probes"],
-            "alphas": list(data.alphas), "curve": curve, "task": chosen, "tasks": hv.task_choices(data.tasks, families), "n_curve": int(keep.sum()),
+            "alphas": list(data.alphas), "curve": curve, "task": chosen, "tasks": hv.task_choices(data.tasks, families),
+            "n_curve": int(keep.sum()),
             "per_relation": per_relation, "relation_n": relation_n, "affected": affected, "ablation_alpha": data.alphas[first],
             "attention": attention, "attention_choices": choices, "attention_scale": scale_max, "scale": scale,
             "probe": attention[0]["probe_id"] if attention else None, "problems": problems}
@@ -319,9 +330,11 @@ def vectors(root: str | Path) -> list[dict]:
         if not before and isinstance(ev.get("accuracy_before"), (int, float)):  # a record with only the legacy keys
             before, after = {"spatial": ev["accuracy_before"]}, {"spatial": ev.get("accuracy_after")}
         rows.append({"name": name, "path": str(st), "model": str(meta.get("model", "")), "mode": str(meta.get("mode", "")),
-                     "s_max": meta.get("s_max"), "positions": meta.get("positions", ""), "layers": meta.get("layers"), "heads": meta.get("heads"),
+                     "s_max": meta.get("s_max"), "positions": meta.get("positions", ""), "layers": meta.get("layers"),
+                     "heads": meta.get("heads"),
                      "n_params": metrics.get("n_params"), "best_epoch": metrics.get("best_epoch"),
-                     "before": before, "after": after, "measured": bool(before or after), "eval_probes": str(ev.get("probes", "")),
+                     "before": before, "after": after, "measured": bool(before or after),
+                     "eval_probes": str(ev.get("probes", "")),
                      "eval_n": ev.get("n") if isinstance(ev.get("n"), int) else None, "mtime": st.stat().st_mtime})
     return sorted(rows, key=lambda r: -r["mtime"])
 
@@ -331,5 +344,6 @@ def vector_matrix(root: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     from workbench.app.exports import store_file  # (exports imports this module: imported here, when used)
     from workbench.scale.vector import ScaleVector
 
-    vec = ScaleVector.load(store_file(root, "scales", name, ".safetensors", "vector"))  # a name from the browser: kept inside the store
+    # a name from the browser: kept inside the store
+    vec = ScaleVector.load(store_file(root, "scales", name, ".safetensors", "vector"))
     return vec.attn.numpy(), vec.mlp.numpy()

@@ -230,7 +230,8 @@ def matrix_csv(m: Matrix, sd: SweepData, task: str) -> str:
     ranks = {r["id"]: r["rank"] for r in ranked(m, mlp)}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["layer", "head", "site", "mean", "ci_low", "ci_high", "rank", "sweep", "metric", "alpha", "task", "relation", "n_probes"])
+    w.writerow(["layer", "head", "site", "mean", "ci_low", "ci_high", "rank", "sweep", "metric", "alpha", "task", "relation",
+                "n_probes"])
     n_layers, n_heads = m.mean.shape
     for layer in range(n_layers):
         for head in range(n_heads):
@@ -291,4 +292,5 @@ def clean_rows(manifest: dict) -> list[dict] | None:
         return None
     acc, chance, n = rec["accuracy"], rec.get("chance") or {}, rec.get("n") or {}
     names = [k for k in CLEAN_ORDER if k in acc] + sorted(set(acc) - set(CLEAN_ORDER))
-    return [{"name": k, "accuracy": float(acc[k]), "chance": float(chance[k]) if k in chance else None, "n": n.get(k)} for k in names]
+    return [{"name": k, "accuracy": float(acc[k]), "chance": float(chance[k]) if k in chance else None, "n": n.get(k)}
+            for k in names]

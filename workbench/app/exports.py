@@ -47,7 +47,8 @@ def store_file(root: str | Path, folder: str, name: object, suffix: str, what: s
     base = (Path(root) / folder).resolve()
     path = (base / f"{name}{suffix}").resolve() if store_name(name) else None
     if path is None or path.parent != base:
-        raise WorkbenchError(f"no saved {what} named {name!r}", "a name is letters, digits, '-', '_' and '.'; choose one from the list")
+        raise WorkbenchError(f"no saved {what} named {name!r}",
+                             "a name is letters, digits, '-', '_' and '.'; choose one from the list")
     return path
 
 
@@ -57,7 +58,8 @@ def headset(root: str | Path, key: str, alpha: float, k: int, relation: str = AL
     if m["spec"]["target"] != "heads":
         raise WorkbenchError(f"sweep {data.key[:12]} scaled MLPs, not heads", "choose a head sweep")
     mat = matrix(root, data.key, alpha, relation)
-    method = f"sweep:{m['spec']['metric']}@alpha={alpha:g}" + ("" if relation in ("", ALL) else f":{relation}") + f":{data.key[:12]}"
+    method = (f"sweep:{m['spec']['metric']}@alpha={alpha:g}" + ("" if relation in ("", ALL) else f":{relation}")
+              + f":{data.key[:12]}")
     return top_heads(-torch.from_numpy(mat.mean), int(k), m["model"], m["model_fingerprint"], method)
 
 
@@ -72,7 +74,8 @@ def headset_file(hs: HeadSet, fmt: str) -> tuple[str, bytes]:
 def save_headset(root: str | Path, hs: HeadSet, name: str) -> Path:
     """Keep a head set in the store (``<store>/headsets/NAME.json``) so the train page can offer it."""
     if not store_name(name):
-        raise WorkbenchError(f"{name!r} is no head set name", "use letters, digits, '-', '_' and '.', starting with a letter or digit")
+        raise WorkbenchError(f"{name!r} is no head set name",
+                             "use letters, digits, '-', '_' and '.', starting with a letter or digit")
     return hs.save(store_file(root, "headsets", name, ".json", "head set"))
 
 

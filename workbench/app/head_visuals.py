@@ -4,7 +4,8 @@ each metric's definition and sign, which probes a plot averages, and which atten
 - :func:`percent`: a share in [0, 1] as text that never reads "2e-02%" and never rounds a real share to 0%;
 - :func:`metric_note` / :func:`metric_axis`: the definition and sign convention of a sweep's effect
   (an effect is the metric under the intervention minus the same metric clean; ``kl`` is already relative);
-- :func:`family_of`, :func:`task_choices`, :func:`normalize_task`, :func:`task_mask`: the probe filter of the α-curve and the ranking
+- :func:`family_of`, :func:`task_choices`, :func:`normalize_task`, :func:`task_mask`: the probe filter of the α-curve and the
+  ranking
   ("spatial" by default: spatial and control probes are never averaged together unless "all" is chosen);
 - :func:`attention_window`: which stored attention maps the page shows (the chosen probe, then the next ones);
 - :func:`attention_scale`: the one maximum every shown map is coloured against.

@@ -31,9 +31,10 @@ def ensure_default_sweep(store: Path, model: str, device: str = "cpu"):
 def app_cmd(
     store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder (env WORKBENCH_STORE)."),
     model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="Default model of the forms (default: the organism)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; loopback unless you say otherwise. The server answers "
-                             "only requests for localhost, 127.0.0.1 or [::1] (HTTP 400 otherwise: a DNS-rebinding guard) and for "
-                             "--host itself when it is another name; 0.0.0.0 or :: serve every name."),
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Interface to bind; loopback unless you say otherwise. The server answers "
+                                  "only requests for localhost, 127.0.0.1 or [::1] (HTTP 400 otherwise: a DNS-rebinding "
+                                  "guard) and for --host itself when it is another name; 0.0.0.0 or :: serve every name."),
     port: int = typer.Option(8050, "--port"),
     device: str = typer.Option("cpu", "--device", help="Where job workers run models (cpu, cuda …); the server never loads one."),
     default_sweep: bool = typer.Option(True, "--default-sweep/--no-default-sweep",
@@ -51,7 +52,8 @@ def app_cmd(
     device = check_device(device)  # the jobs run there: a device this machine lacks is one line now, not a failed job later
     store.mkdir(parents=True, exist_ok=True)
     if default_sweep and (job := ensure_default_sweep(store, model, device)) is not None:
-        console.print(f"no sweep of {Path(model).name} in {store} yet: computing the default one (job {job.id}; progress in the app)")
+        console.print(f"no sweep of {Path(model).name} in {store} yet: computing the default one (job {job.id}; "
+                      "progress in the app)")
     app = create_app(store, model, device=device, host=host)
     console.print(f"serving the workbench at [bold]http://{host}:{port}[/] (store {store}); Ctrl-C stops it")
     try:

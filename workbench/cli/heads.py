@@ -54,7 +54,8 @@ def export(sweep: str = typer.Option(..., "--sweep", help="Key (or unique prefix
 @app.command("import")
 @friendly
 def import_(path: Path = typer.Argument(..., help="A head set (.json or .csv)."),
-            model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="The model it must belong to (default: the organism).")) -> None:
+            model: str = typer.Option(str(DEFAULT_MODEL), "--model",
+                                      help="The model it must belong to (default: the organism).")) -> None:
     """Validate a head set against a model and show it (a set for another model is refused)."""
     from workbench.discovery.headsets import HeadSet
     from workbench.models.load import load_vlm

@@ -18,7 +18,8 @@ from workbench.cli.probes import app as probes_app
 from workbench.cli.scale import app as scale_app
 from workbench.cli.sweeps import store_app, sweep_cmd
 
-app = typer.Typer(name="workbench", help="Spatial Head Workbench: find spatial attention heads in VLMs and repair them with ScAle.",
+app = typer.Typer(name="workbench",
+                  help="Spatial Head Workbench: find spatial attention heads in VLMs and repair them with ScAle.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(probes_app, name="probes")
 app.add_typer(models_app, name="model")

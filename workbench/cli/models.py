@@ -42,7 +42,8 @@ def _site_rows(s) -> list[tuple[str, str]]:
         if not layers:
             continue
         where = "" if len(kinds) == 1 else f" ({name}: layers {', '.join(map(str, layers))})"
-        out += [(f"head site{where}", f"input of {s.row.layers}.<l>.{attn_out}"), (f"MLP site{where}", f"output of {s.row.layers}.<l>.{mlp}")]
+        out += [(f"head site{where}", f"input of {s.row.layers}.<l>.{attn_out}"),
+                (f"MLP site{where}", f"output of {s.row.layers}.<l>.{mlp}")]
     return out
 
 

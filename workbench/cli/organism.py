@@ -22,19 +22,31 @@ def train_cmd(
     batch: int = typer.Option(None, "--batch", help="Batch size (default: the shipped recipe's)."),
     n_train: int = typer.Option(None, "--n-train", help="Training probes (default: the shipped recipe's)."),
     lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default: the shipped recipe's)."),
-    patch_loss: float = typer.Option(None, "--patch-loss", help="Weight of the auxiliary patch loss (color, shape, row and column read from each image token); 0: off."),
-    where_loss: float = typer.Option(None, "--where-loss", help="Weight of the language model's auxiliary read-out (the rows and columns of the two objects a spatial question names); 0: off."),
-    label_smoothing: float = typer.Option(None, "--label-smoothing", help="Label smoothing of the answer loss (e.g. 0.1); 0: off."),
-    confidence: float = typer.Option(None, "--confidence", help="After training, scale the logits so that the right answer's mean probability on fresh scenes is this (e.g. 0.999; undoes label smoothing's under-confidence, changes no prediction); 0: off."),
+    patch_loss: float = typer.Option(None, "--patch-loss",
+                                     help="Weight of the auxiliary patch loss (color, shape, row and column read from each image "
+                                          "token); 0: off."),
+    where_loss: float = typer.Option(None, "--where-loss",
+                                     help="Weight of the language model's auxiliary read-out (the rows and columns of the two "
+                                          "objects a spatial question names); 0: off."),
+    label_smoothing: float = typer.Option(None, "--label-smoothing",
+                                          help="Label smoothing of the answer loss (e.g. 0.1); 0: off."),
+    confidence: float = typer.Option(None, "--confidence",
+                                     help="After training, scale the logits so that the right answer's mean probability on fresh "
+                                          "scenes is this (e.g. 0.999; undoes label smoothing's under-confidence, changes no "
+                                          "prediction); 0: off."),
     warmup: int = typer.Option(None, "--warmup", help="Learning-rate warm-up steps (default: the shipped recipe's)."),
-    init: Path = typer.Option(None, "--init", help="Start from this organism folder's weights (a staged recipe's earlier stage) instead of fresh ones."),
+    init: Path = typer.Option(None, "--init",
+                              help="Start from this organism folder's weights (a staged recipe's earlier stage) "
+                                   "instead of fresh ones."),
     data: str = typer.Option(None, "--data", help="set: one generated probe set; pool: chunked streams rendered by every CPU."),
     pool: Path = typer.Option(None, "--pool", help="With --data pool: load the pool from this folder, or save it there."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, initialisation and batch order."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if present), cpu, cuda, cuda:1, …"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
-    checkpoint: Path = typer.Option(None, "--checkpoint", help="Save the training state here at every evaluation; resume from it if present."),
-    stop_after: int = typer.Option(None, "--stop-after", help="Stop (after checkpointing) at this step, to train in installments."),
+    checkpoint: Path = typer.Option(None, "--checkpoint",
+                                    help="Save the training state here at every evaluation; resume from it if present."),
+    stop_after: int = typer.Option(None, "--stop-after",
+                                   help="Stop (after checkpointing) at this step, to train in installments."),
 ) -> None:
     """Train the organism from scratch on the probe generator and write its folder and model card.
 
@@ -47,12 +59,14 @@ def train_cmd(
     from workbench.models.devices import check_device
     from workbench.organism.train import OrganismConfig, pick_device, train
 
-    given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "warmup": warmup, "patch_loss": patch_loss, "where_loss": where_loss,
+    given = {"steps": steps, "batch": batch, "n_train": n_train, "lr": lr, "warmup": warmup, "patch_loss": patch_loss,
+             "where_loss": where_loss,
              "label_smoothing": label_smoothing, "confidence": confidence, "data": data,
              "init": str(init) if init is not None else None}
     cfg = replace(OrganismConfig(seed=seed), **{k: v for k, v in given.items() if v is not None})
     if cfg.steps <= 0 or cfg.batch <= 0 or cfg.n_train < cfg.batch:
-        raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch", "e.g. --steps 4000 --batch 256")
+        raise WorkbenchError("--steps and --batch must be positive and --n-train at least --batch",
+                             "e.g. --steps 4000 --batch 256")
     pick_device(device if device == "auto" else check_device(device))
     if out.exists() and not force:
         raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
@@ -101,7 +115,9 @@ def plant_cmd(
     out: Path = typer.Option(DEFICIT_MODEL, "--out", help="Deficit model folder to write (replaced if present)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the selection probes."),
     min_drop: float = typer.Option(0.30, "--min-drop", help="Spatial accuracy drop the heads must cause on the selection set."),
-    control_budget: float = typer.Option(0.02, "--control-budget", help="Largest allowed drop of any control task there (the held-out target is 3 points: keep a margin)."),
+    control_budget: float = typer.Option(0.02, "--control-budget",
+                                         help="Largest allowed drop of any control task there (the held-out target is 3 points: "
+                                              "keep a margin)."),
     factors: str = typer.Option("0.1,0.2,0.3", "--factors", help="Factors to try, strongest first."),
 ) -> None:
     """Choose spatial heads by ablation, turn them down, write the deficit model, planted.json and card."""
@@ -122,7 +138,8 @@ def plant_cmd(
         raise WorkbenchError(f"--factors must be numbers, got {factors!r}", "e.g. --factors 0.1,0.2") from None
     if not all(0.1 <= f <= 0.3 for f in fs):
         raise WorkbenchError(f"factors must lie in [0.1, 0.3], got {factors!r}", "e.g. --factors 0.1,0.2")
-    record = plant(intact, out, seed, log=lambda m: err_console.print(m), factors=fs, control_budget=control_budget, min_drop=min_drop)
+    record = plant(intact, out, seed, log=lambda m: err_console.print(m), factors=fs, control_budget=control_budget,
+                   min_drop=min_drop)
     a = score(load_vlm(intact, attn_implementation="eager"), ev)
     d = score(load_vlm(out, attn_implementation="eager"), ev)
     (out / "README.md").write_text(deficit_card(a, d, record))

@@ -60,7 +60,8 @@ def recorded_probe_config(model: str | Path) -> tuple[dict, Path]:
         raise WorkbenchError(f"{path} sets {unknown[0]!r}, which --like does not take", f"it may set: {', '.join(LIKE_FIELDS)}")
     for k, v in fields.items():
         number = k in ("canvas", "object_size", "gap", "grid", "max_objects")
-        ok = isinstance(v, int) and not isinstance(v, bool) if number else isinstance(v, list) and all(isinstance(x, str) for x in v)
+        ok = (isinstance(v, int) and not isinstance(v, bool) if number
+              else isinstance(v, list) and all(isinstance(x, str) for x in v))
         if not ok:
             raise WorkbenchError(f"{path}: {k} is {v!r}", f"{k} must be {'a whole number' if number else 'a list of names'}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}, path
@@ -119,12 +120,15 @@ def make(
                                     show_default=False),
     grid: int = typer.Option(None, "--grid", help="Snap object centers to cells of this many pixels, one object a cell "
                              "(default 0: free placement).", show_default=False),
-    tasks: str = typer.Option(None, "--tasks", help="Comma-separated tasks (default all): relation, verify, color, shape, count, exists."),
-    relations: str = typer.Option(None, "--relations", help="Comma-separated relations (default all): left, right, above, below."),
+    tasks: str = typer.Option(None, "--tasks",
+                              help="Comma-separated tasks (default all): relation, verify, color, shape, count, exists."),
+    relations: str = typer.Option(None, "--relations",
+                                  help="Comma-separated relations (default all): left, right, above, below."),
     colors: str = typer.Option(None, "--colors", help="Comma-separated colors (default all six)."),
     shapes: str = typer.Option(None, "--shapes", help="Comma-separated shapes (default all five)."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of test items."),
-    split_by: str = typer.Option("combo", "--split-by", help="combo: held-out color-shape pairs only in test; seed: independent streams."),
+    split_by: str = typer.Option("combo", "--split-by",
+                                 help="combo: held-out color-shape pairs only in test; seed: independent streams."),
     heldout: int = typer.Option(5, "--heldout", help="Number of held-out color-shape pairs (with --split-by combo)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:

@@ -83,7 +83,8 @@ def train_cmd(
     batch: int = typer.Option(16, "--batch"),
     accum: int = typer.Option(1, "--accum", help="Batches per optimizer step."),
     lr: float = typer.Option(1e-3, "--lr"),
-    schedule: str = typer.Option("constant", "--schedule", help="Learning rate: constant, or cosine (decays to 0 by the last epoch)."),
+    schedule: str = typer.Option("constant", "--schedule",
+                                 help="Learning rate: constant, or cosine (decays to 0 by the last epoch)."),
     s_max: float = typer.Option(10.0, "--s-max", help="Bound: effective scale in [1 − s_max, 1 + s_max]."),
     l2: float = typer.Option(1e-4, "--l2", help="L2 penalty on the raw parameters u."),
     patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without a better validation loss."),
@@ -119,7 +120,8 @@ def train_cmd(
             if p["kind"] == "step":
                 advance(1, p["steps"] * epochs, f"epoch {p['epoch']}  loss {p['loss']:.3f}  acc {100 * p['accuracy']:.1f}%")
             else:
-                err_console.print(f"epoch {p['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in p.items() if k not in ("kind", "epoch")))
+                err_console.print(f"epoch {p['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in p.items()
+                                                                      if k not in ("kind", "epoch")))
 
         vec = train_scales(vlm, ps, cfg, heads=head_list, progress=progress)
     if paper_seed is not None:
@@ -195,7 +197,8 @@ def compare_cmd(vectors: list[str] = typer.Argument(..., help="Vector names or p
     for name, vec in vecs.items():
         columns[name] = (vec.metrics.get("n_params", "?"), score(vlm, ps, vec.interventions(), backend="torch"))
     rels = sorted({r for _, s in columns.values() for r in s.by_relation()})
-    t = Table("vector", "scales", "spatial", "spatial 95% CI", "control", *rels, title=f"accuracy on {ps.name} ({len(ps)} probes)")
+    t = Table("vector", "scales", "spatial", "spatial 95% CI", "control", *rels,
+              title=f"accuracy on {ps.name} ({len(ps)} probes)")
     for name, (n, s) in columns.items():
         bt, br = s.by_task(), s.by_relation()
         t.add_row(name, str(n), f"{100 * bt['spatial']:.1f}%" if "spatial" in bt else "–", _spatial_ci(s),
@@ -235,11 +238,14 @@ FORCE = typer.Option(False, "--force", help="Replace files that already exist.")
 @app.command("export")
 @friendly
 def export_cmd(vector: str = typer.Argument(..., help="Vector name or path."),
-               npy: Path = typer.Option(..., "--npy", help="Folder for eff_attn{suffix}.npy / eff_mlp{suffix}.npy (ScAle reference format)."),
-               suffix: str = typer.Option("", "--suffix", help="File name suffix: _final gives the reference's final names; e.g. _seed0."),
-               allow_all_positions: bool = typer.Option(False, "--allow-all-positions", help="Write an all-positions vector anyway "
-                                                        "(the reference applies the arrays at the last token only); a "
-                                                        "workbench_export{suffix}.json beside them records positions=all."),
+               npy: Path = typer.Option(..., "--npy",
+                                        help="Folder for eff_attn{suffix}.npy / eff_mlp{suffix}.npy (ScAle reference format)."),
+               suffix: str = typer.Option("", "--suffix",
+                                          help="File name suffix: _final gives the reference's final names; e.g. _seed0."),
+               allow_all_positions: bool = typer.Option(False, "--allow-all-positions",
+                                                        help="Write an all-positions vector anyway "
+                                                             "(the reference applies the arrays at the last token only); a "
+                                                             "workbench_export{suffix}.json beside them records positions=all."),
                store: Path = typer.Option(DEFAULT_STORE, "--store"),
                force: bool = FORCE) -> None:
     """Write a vector as the ScAle reference code's .npy arrays: one per trained part (mode attn: no eff_mlp file),
@@ -252,8 +258,8 @@ def export_cmd(vector: str = typer.Argument(..., help="Vector name or path."),
     paths = vec.to_npy(npy, suffix, allow_all_positions=allow_all_positions)
     console.print("wrote " + ", ".join(f"[green]{p}[/]" for p in paths))
     if vec.positions != "last":
-        err_console.print(f"[yellow]warning:[/] {vector} scales every token; the ScAle reference applies these arrays at the last "
-                          "token only", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {vector} scales every token; the ScAle reference applies these "
+                          "arrays at the last token only", highlight=False)
 
 
 @app.command("import")

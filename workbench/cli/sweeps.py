@@ -105,7 +105,8 @@ def sweep_cmd(
     probes_per_chunk: int = typer.Option(64, "--probes-per-chunk", help="Probes per stored chunk."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray (actors; the [ray] extra)."),
     ray_workers: int = typer.Option(2, "--ray-workers", help="Ray actors, each with its own copy of the model."),
-    ray_address: str = typer.Option(None, "--ray-address", help="A running Ray cluster (auto, ray://…); default: a local instance."),
+    ray_address: str = typer.Option(None, "--ray-address",
+                                    help="A running Ray cluster (auto, ray://…); default: a local instance."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-worker", help="GPUs per Ray actor (use with --device cuda)."),
 ) -> None:
     """Per-head (or per-MLP) effect matrices (alpha × layer × head), cached in the store; reruns resume.
@@ -138,8 +139,9 @@ def sweep_cmd(
         except CorruptChunk:
             frame = None  # a chunk went bad since: load the model and recompute it below
         if frame is not None:
-            console.print(f"sweep [cyan]{key[:12]}[/]: 0 chunks computed ({executor} executor), {len(manifest['chunks'])} from the "
-                          f"store, {time.time() - t0:.1f}s (answered from the store; the model was not loaded)")
+            console.print(f"sweep [cyan]{key[:12]}[/]: 0 chunks computed ({executor} executor), "
+                          f"{len(manifest['chunks'])} from the store, {time.time() - t0:.1f}s "
+                          "(answered from the store; the model was not loaded)")
             print_clean(manifest)
             console.print(_top_table(frame, f"{manifest['model']} · {ps.name} · {metric} effect, {positions} token"))
             return
@@ -206,7 +208,8 @@ def ls(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store f
     for e in entries:
         s = e.manifest["spec"]
         state = "" if e.complete else f" ({len(e.problems)} unusable)" if e.problems else " (resumable)"
-        t.add_row(e.key[:12], e.manifest["model"], f"{e.manifest['probes']} ({e.manifest['n_probes']})", ",".join(map(str, s["alphas"])),
+        t.add_row(e.key[:12], e.manifest["model"], f"{e.manifest['probes']} ({e.manifest['n_probes']})",
+                  ",".join(map(str, s["alphas"])),
                   s["metric"], s["positions"], s["target"], f"{e.done}/{e.expected}{state}")
     console.print(t)
     lines = [p.notice(store) for p in problems]
@@ -267,8 +270,9 @@ def gc(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store f
 @friendly
 def fsck_cmd(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder."),
              fix: bool = typer.Option(False, "--fix", help="Do what each line says (restore, remove, quarantine)."),
-             older_than: float = typer.Option(3600, "--older-than", help="Seconds: temporary files younger than this "
-                                                                         "belong to writers at work and are left alone.")) -> None:
+             older_than: float = typer.Option(3600, "--older-than",
+                                              help="Seconds: temporary files younger than this "
+                                                   "belong to writers at work and are left alone.")) -> None:
     """Check every file of the store and list each problem with what fixing it does; --fix does it.
 
     Checks every manifest, every chunk in full (checksum, and that it is the chunk of its name and sweep),

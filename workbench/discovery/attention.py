@@ -30,7 +30,8 @@ def image_token_id(config) -> int:
         value = getattr(config, name, None)
         if value is not None:
             return int(value)
-    raise WorkbenchError(f"{type(config).__name__} names no image token", "attention maps need a model with image tokens in its input")
+    raise WorkbenchError(f"{type(config).__name__} names no image token",
+                         "attention maps need a model with image tokens in its input")
 
 
 @torch.no_grad()

@@ -48,7 +48,8 @@ class HeadSet:
     def check_model(self, fingerprint: str, name: str = "this model") -> None:
         if fingerprint != self.model_fingerprint:
             raise WorkbenchError(f"this head set was made for {self.model!r} (fingerprint {self.model_fingerprint[:12]}…), "
-                                 f"not for {name} ({fingerprint[:12]}…)", "discover heads on this model, or load the model it was made for")
+                                 f"not for {name} ({fingerprint[:12]}…)",
+                                 "discover heads on this model, or load the model it was made for")
 
     # ------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
@@ -60,7 +61,8 @@ class HeadSet:
         def write(tmp: str) -> None:
             with open(tmp, "w", newline="") as f:
                 if path.suffix.lower() == ".json":
-                    json.dump({"format": FORMAT, "version": VERSION, "model": self.model, "model_fingerprint": self.model_fingerprint,
+                    json.dump({"format": FORMAT, "version": VERSION, "model": self.model,
+                               "model_fingerprint": self.model_fingerprint,
                                "method": self.method, "heads": [list(h) for h in self.heads], "scores": list(self.scores),
                                "created": self.created}, f, indent=1)
                 else:
@@ -92,7 +94,8 @@ class HeadSet:
                 if any((r["model_fingerprint"], r["method"]) != (first["model_fingerprint"], first["method"]) for r in rows):
                     raise ValueError("rows from different models or methods")
                 return cls(first["model"], first["model_fingerprint"], first["method"],
-                           tuple((int(r["layer"]), int(r["head"])) for r in rows), tuple(float(r["score"]) for r in rows), first["created"])
+                           tuple((int(r["layer"]), int(r["head"])) for r in rows), tuple(float(r["score"]) for r in rows),
+                           first["created"])
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
             raise WorkbenchError(f"{path} is not a valid head set ({e})", "export it again with `workbench heads export`") from e
         raise WorkbenchError(f"unknown head-set format {path.suffix!r}", "use a .json or .csv file")
@@ -101,10 +104,12 @@ class HeadSet:
 def top_heads(scores: torch.Tensor, k: int, model: str, fingerprint: str, method: str) -> HeadSet:
     """The ``k`` highest-scoring heads of a ``[layer, head]`` score map."""
     if not 1 <= k <= scores.numel():
-        raise WorkbenchError(f"k = {k} is out of range for {scores.shape[0]}×{scores.shape[1]} heads", f"pick 1 ≤ k ≤ {scores.numel()}")
+        raise WorkbenchError(f"k = {k} is out of range for {scores.shape[0]}×{scores.shape[1]} heads",
+                             f"pick 1 ≤ k ≤ {scores.numel()}")
     values, idx = scores.flatten().topk(k)
     heads = tuple((int(i) // scores.shape[1], int(i) % scores.shape[1]) for i in idx)
-    return HeadSet(model, fingerprint, method, heads, tuple(float(v) for v in values), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return HeadSet(model, fingerprint, method, heads, tuple(float(v) for v in values),
+                   datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def recall_at_k(found: HeadSet, truth: list[tuple[int, int]]) -> float:

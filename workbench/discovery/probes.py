@@ -38,7 +38,8 @@ def probe_scores(acts: torch.Tensor, labels: list[str], folds: int = 5, seed: in
     y = np.asarray(labels)
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2 or counts.min() < folds:
-        raise WorkbenchError(f"linear probes need at least 2 relations with {folds} probes each, got {dict(zip(classes, counts))}",
+        raise WorkbenchError(f"linear probes need at least 2 relations with {folds} probes each, "
+                             f"got {dict(zip(classes, counts))}",
                              "use more spatial probes")
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     n_layers, n_heads = acts.shape[1:3]

@@ -193,8 +193,10 @@ def sweep_params(store: str, model: str, probes: str = DEFAULT_PROBES, alphas: s
     return {"store": str(store), "model": _model(model), "probes": _probes(probes), "alphas": list(alpha_list),
             "metric": _choice("metric", metric, METRICS), "positions": _choice("positions", positions, POSITIONS),
             "target": _choice("target", target, TARGETS),
-            "attention_probes": _number("attention_probes", attention_probes, int, 0, MAX_ATTENTION_PROBES), "device": _device(device),
-            "label": label or f"sweep α={alphas}", "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1, MAX_PROBES)}
+            "attention_probes": _number("attention_probes", attention_probes, int, 0, MAX_ATTENTION_PROBES),
+            "device": _device(device),
+            "label": label or f"sweep α={alphas}", "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1,
+                                                                               MAX_PROBES)}
 
 
 # The organism study's ScAle all-positions setting (analyses/organism_study.py, row scale-all-attn of
@@ -219,7 +221,8 @@ def train_params(store: str, model: str, name: str, probes: str = DEFAULT_PROBES
     head_list = None if heads is None else heads_for_model(heads, model)  # a head outside a model folder's shape: refused here
     if head_list is not None and mode == "mlp":
         raise FieldError("heads", "a head set was given but mode mlp trains no heads", "choose mode attn or both, or all heads")
-    return {"store": str(store), "model": _model(model), "name": name, "probes": _probes(probes), "mode": mode, "heads": head_list,
+    return {"store": str(store), "model": _model(model), "name": name, "probes": _probes(probes), "mode": mode,
+            "heads": head_list,
             "s_max": _number("s_max", s_max, float, 1e-3, 100), "epochs": _number("epochs", epochs, int, 1, 1000),
             "lr": _number("lr", lr, float, 1e-6, 1.0), "batch": _number("batch", batch, int, 1, 4096),
             "positions": _choice("positions", positions, POSITIONS), "n_train": _number("n_train", n_train, int, 10, MAX_PROBES),

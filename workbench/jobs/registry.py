@@ -117,7 +117,8 @@ class JobRegistry:
         folder = self.folder(job_id)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(folder / "worker.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "workbench.jobs.worker", str(folder)], stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([sys.executable, "-m", "workbench.jobs.worker", str(folder)], stdout=log,
+                                    stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         (folder / "pid").write_text(str(proc.pid))
         self._children[proc.pid] = proc

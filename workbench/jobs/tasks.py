@@ -59,7 +59,8 @@ def sweep_task(params: dict, report: Reporter) -> dict:
     from workbench.sweeps.engine import SweepSpec
     from workbench.sweeps.run import sweep
 
-    spec = SweepSpec(alphas=tuple(params["alphas"]), positions=params["positions"], metric=params["metric"], target=params["target"])
+    spec = SweepSpec(alphas=tuple(params["alphas"]), positions=params["positions"], metric=params["metric"],
+                     target=params["target"])
     probes = load_probes(params["probes"])
     try:
         vlm = _load_model(params, report)
@@ -142,7 +143,8 @@ def train_task(params: dict, report: Reporter) -> dict:
         if p["kind"] == "step":
             steps["n"] += 1
             steps["total"] = cfg.epochs * p["steps"]
-            report.progress(steps["n"], steps["total"], f"epoch {p['epoch']} · loss {p['loss']:.3f} · accuracy {p['accuracy']:.1%}")
+            report.progress(steps["n"], steps["total"],
+                            f"epoch {p['epoch']} · loss {p['loss']:.3f} · accuracy {p['accuracy']:.1%}")
         report.point({**p, "global_step": steps["n"]})
 
     vector = train_scales(vlm, train, cfg, heads=params["heads"], progress=progress, should_stop=report.should_stop)

@@ -121,7 +121,8 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
         raise WorkbenchError(f"model folder {source} does not exist",
                              "check the path (the default organism is built with `workbench organism train`)")
     elif local.exists() or not _HUB_ID.match(source):
-        raise WorkbenchError(f"model {source!r} is neither a model folder nor a hub id", "pass a folder with config.json or an id like org/name")
+        raise WorkbenchError(f"model {source!r} is neither a model folder nor a hub id",
+                             "pass a folder with config.json or an id like org/name")
     elif _cached(source):
         offline = _offline() or _hub_problem(source) is not None  # a silent hub: the cache is all this load needs
     else:
@@ -136,10 +137,12 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
             nn = TransformersModel(source, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise WorkbenchError(f"could not load {source!r}: {msg}", "check that it is an image-text-to-text model folder or hub id") from e
+        raise WorkbenchError(f"could not load {source!r}: {msg}",
+                             "check that it is an image-text-to-text model folder or hub id") from e
     model = nn._module
     model.eval().requires_grad_(False)
-    return VLM(model=model, processor=nn.processor, site=resolve_site(model), nn=nn, name=_model_name(model, source), source=source)
+    return VLM(model=model, processor=nn.processor, site=resolve_site(model), nn=nn, name=_model_name(model, source),
+               source=source)
 
 
 def _check_architecture(config_json: Path) -> None:
@@ -206,7 +209,8 @@ def image_only_processor_class(cls: type) -> type:
         body["__init__"] = types.FunctionType(init.__code__, init.__globals__, init.__name__, defaults, init.__closure__)
         body["__init__"].__kwdefaults__ = init.__kwdefaults__
     return type(cls.__name__, (cls,), {"__module__": cls.__module__, "__doc__": cls.__doc__, **body,
-                                       **{a: VideoUnavailable() for a in video}, "get_attributes": classmethod(lambda c: list(image_attrs))})
+                                       **{a: VideoUnavailable() for a in video},
+                                       "get_attributes": classmethod(lambda c: list(image_attrs))})
 
 
 _WARNED: set[str] = set()
@@ -258,7 +262,8 @@ def load_processor(source: str, trust_remote_code: bool = False):
     except (OSError, ValueError) as e:
         if not folder or "trust_remote_code" in str(e):  # a hub id's download, or custom code: load_vlm reports those as before
             raise
-        raise WorkbenchError(f"the processor of {source!r} could not be built: {(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}",
+        raise WorkbenchError(f"the processor of {source!r} could not be built: "
+                             f"{(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}",
                              fix) from e
     else:
         named = _processor_class_name(source) if folder else None
@@ -277,7 +282,8 @@ def load_processor(source: str, trust_remote_code: bool = False):
         except (OSError, ValueError) as e2:
             if not folder or "trust_remote_code" in str(e2):
                 raise
-            raise WorkbenchError(f"the processor of {source!r} could not be built: {(str(e2).strip().splitlines() or [type(e2).__name__])[0][:200]}",
+            raise WorkbenchError(f"the processor of {source!r} could not be built: "
+                                 f"{(str(e2).strip().splitlines() or [type(e2).__name__])[0][:200]}",
                                  fix) from e2
         else:
             if name not in _WARNED:
@@ -288,7 +294,8 @@ def load_processor(source: str, trust_remote_code: bool = False):
     missing = re.findall(r"`?pip install ([A-Za-z0-9_.\-]+)`?", msg) or re.findall(r"requires the (\w+) library", msg)
     package = missing[0] if missing else "the package it names"
     raise WorkbenchError(f"the processor of {source!r} ({name or 'unknown class'}) needs {package}, which is not installed: "
-                         f"{msg.strip().splitlines()[0][:160]}", f"pip install {package}" if missing else "install the package named above") from err
+                         f"{msg.strip().splitlines()[0][:160]}",
+                         f"pip install {package}" if missing else "install the package named above") from err
 
 
 def _model_name(model: torch.nn.Module, source: str | None = None) -> str:
@@ -342,14 +349,16 @@ def _hub_problem(repo_id: str, timeout: float = PROBE_TIMEOUT) -> str | None:
             return f"model {repo_id!r} is not cached and the Hugging Face hub at {endpoint} did not answer within {timeout:g} s"
         url = urlparse(endpoint)
         where = f"{url.hostname}:{url.port or (80 if url.scheme == 'http' else 443)}"
-        return f"model {repo_id!r} needs the Hugging Face hub, which is unreachable ({where}: {getattr(reason, 'strerror', None) or reason})"
+        return (f"model {repo_id!r} needs the Hugging Face hub, which is unreachable "
+                f"({where}: {getattr(reason, 'strerror', None) or reason})")
     return None
 
 
 def _bound_timeout(request, timeout: float) -> None:
     """httpx request hook: every phase the caller left unbounded (``None``) gets ``timeout`` seconds."""
     given = dict(request.extensions.get("timeout") or {})
-    request.extensions["timeout"] = {k: timeout if given.get(k) is None else given[k] for k in ("connect", "read", "write", "pool")}
+    request.extensions["timeout"] = {k: timeout if given.get(k) is None else given[k]
+                                     for k in ("connect", "read", "write", "pool")}
 
 
 @contextmanager

@@ -34,7 +34,8 @@ from workbench.probes.items import ProbeItem
 from workbench.probes.loaders.wrappers import check_question
 from workbench.probes.probeset import ProbeSet
 
-TARGET_KEYS = frozenset({"labels"})  # training targets some processors add (PaliGemma's): a forward given them also computes a loss
+# training targets some processors add (PaliGemma's): a forward given them also computes a loss
+TARGET_KEYS = frozenset({"labels"})
 
 
 @dataclass(frozen=True, eq=False)

@@ -90,7 +90,8 @@ class SiteRow:
     positions: str = "1d"  # text rotary ids: "1d" (token index) or "mrope" ([3, batch, seq] from the model's get_rope_index)
     unpackable: str = ""  # when not packable: why the packed path is not exact, for the refusal
     other_kinds: tuple[LayerKind, ...] = ()  # layers that differ from the default (attn_out / mlp above), found from the config
-    attn_post_norm: str = ""  # a norm between o_proj and the residual add (Gemma 3): α = 0 removes a head exactly, other α are not affine
+    # a norm between o_proj and the residual add (Gemma 3): α = 0 removes a head exactly, other α are not affine
+    attn_post_norm: str = ""
 
     def attn_out_paths(self) -> str:
         """Every kind's head site, for tables: "self_attn.o_proj" or "self_attn.o_proj; cross-attention: cross_attn.o_proj"."""
@@ -105,19 +106,23 @@ SITES: tuple[SiteRow, ...] = (
             positions="mrope"),
     SiteRow("Qwen2.5-VL", ("qwen2_5_vl",), "model.language_model.layers", example="Qwen/Qwen2.5-VL-3B-Instruct", packable=True,
             positions="mrope"),
-    SiteRow("Idefics3 / SmolVLM", ("idefics3", "smolvlm"), "model.text_model.layers", example="HuggingFaceTB/SmolVLM-256M-Instruct",
+    SiteRow("Idefics3 / SmolVLM", ("idefics3", "smolvlm"), "model.text_model.layers",
+            example="HuggingFaceTB/SmolVLM-256M-Instruct",
             packable=True),
     SiteRow("PaliGemma", ("paligemma",), "model.language_model.layers", example="google/paligemma-3b-mix-224",
             unpackable="its prompt, the last token included, is one bidirectional prefix block, so every prompt token "
                        "attends to the last one and no prefix is shared"),
-    SiteRow("Gemma 3", ("gemma3",), "model.language_model.layers", mlp="post_feedforward_layernorm", example="google/gemma-3-4b-it",
+    SiteRow("Gemma 3", ("gemma3",), "model.language_model.layers", mlp="post_feedforward_layernorm",
+            example="google/gemma-3-4b-it",
             packable=True, attn_post_norm="post_attention_layernorm"),
     SiteRow("Qwen3-VL", ("qwen3_vl",), "model.language_model.layers", example="Qwen/Qwen3-VL-2B-Instruct", packable=True,
             positions="mrope"),
-    SiteRow("LLaVA-OneVision", ("llava_onevision",), "model.language_model.layers", example="llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+    SiteRow("LLaVA-OneVision", ("llava_onevision",), "model.language_model.layers",
+            example="llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
             packable=True),
     SiteRow("InternVL", ("internvl",), "model.language_model.layers", example="OpenGVLab/InternVL3-1B-hf", packable=True),
-    SiteRow("Mllama (Llama 3.2 Vision)", ("mllama",), "model.language_model.layers", example="meta-llama/Llama-3.2-11B-Vision-Instruct",
+    SiteRow("Mllama (Llama 3.2 Vision)", ("mllama",), "model.language_model.layers",
+            example="meta-llama/Llama-3.2-11B-Vision-Instruct",
             other_kinds=(LayerKind("cross-attention", "cross_attention_layers", "cross_attn.o_proj",
                                    runs_with=("pixel_values", "cross_attention_states")),), packable=True),
 )
@@ -126,7 +131,8 @@ _BY_TYPE = {t: row for row in SITES for t in row.model_types}
 
 #: Families users ask for that transformers 5.24 has no class for: model_type → (what it is, what to use instead).
 MISSING: dict[str, tuple[str, str]] = {
-    "internvl_chat": ("OpenGVLab's original InternVL checkpoints (InternVLChatModel, remote code) have no transformers 5.24 class",
+    "internvl_chat": ("OpenGVLab's original InternVL checkpoints (InternVLChatModel, remote code) "
+                      "have no transformers 5.24 class",
                       "use the transformers-native conversion of the same weights, e.g. OpenGVLab/InternVL3-1B-hf (model_type "
                       "'internvl')"),
     "llava_qwen": ("lmms-lab's original LLaVA-OneVision checkpoints (LLaVA-NeXT repository code) have no transformers 5.24 class",
@@ -193,8 +199,9 @@ class Site:
 
     def check_head(self, layer: int, head: int) -> None:
         if not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
-            raise WorkbenchError(f"head L{layer}H{head} is out of range: the model has {self.n_layers} layers (0–{self.n_layers - 1}) "
-                                 f"× {self.n_heads} query heads (0–{self.n_heads - 1})", "pick a head inside that range")
+            raise WorkbenchError(f"head L{layer}H{head} is out of range: the model has {self.n_layers} layers "
+                                 f"(0–{self.n_layers - 1}) × {self.n_heads} query heads (0–{self.n_heads - 1})",
+                                 "pick a head inside that range")
 
     def check_layer(self, layer: int) -> None:
         if not 0 <= layer < self.n_layers:

@@ -34,7 +34,8 @@ def curve_table(curve: list[dict], tasks: tuple[str, ...] = ("spatial", "control
     step = max(1, len(curve) // rows) if rows else 1
     picked = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
     spread = all("image_spread" in p for p in picked)  # logged since the plateau diagnosis; older curves lack it
-    out = ["| step | loss | " + " | ".join(tasks) + " |" + (" image spread |" if spread else "") + (" seconds |" if seconds else ""),
+    out = ["| step | loss | " + " | ".join(tasks) + " |" + (" image spread |" if spread else "")
+           + (" seconds |" if seconds else ""),
            "| ---: | ---: |" + " ---: |" * len(tasks) + (" ---: |" if spread else "") + (" ---: |" if seconds else "")]
     out += [f"| {p['step']} | {p['loss']:.3f} | " + " | ".join(f"{100 * p[t]:.1f}%" for t in tasks) + " |"
             + (f" {p['image_spread']:.3f} |" if spread else "") + (f" {p['seconds']:.0f} |" if seconds else "") for p in picked]
@@ -42,7 +43,8 @@ def curve_table(curve: list[dict], tasks: tuple[str, ...] = ("spatial", "control
 
 
 def _pool(c: dict) -> str:
-    return ", a pool of independently seeded chunks rendered by every CPU (`workbench.organism.data`)" if c.get("data") == "pool" else ""
+    return (", a pool of independently seeded chunks rendered by every CPU (`workbench.organism.data`)"
+            if c.get("data") == "pool" else "")
 
 
 def _patch_loss(c: dict) -> str:
@@ -66,7 +68,8 @@ def _temperature(summary: dict) -> str:
     c = summary["config"]
     if not c.get("confidence"):
         return ""
-    return (f"\n- After training, the logits were multiplied by {summary.get('temperature', float('nan')):.3f} (folded into `lm_head.weight`): "
+    return (f"\n- After training, the logits were multiplied by {summary.get('temperature', float('nan')):.3f} "
+            "(folded into `lm_head.weight`): "
             f"the factor that makes the right answer's mean probability on fresh training-distribution scenes {c['confidence']}, "
             "undoing label smoothing's under-confidence (`workbench.organism.train.answer_temperature`). The order of the "
             "logits, hence every prediction and accuracy, is unchanged; the curve's accuracies are from before it.")
@@ -130,7 +133,8 @@ def recipe_commands(summary: dict, out: str, last_command: str) -> str:
         flags = [f"--{k.replace('_', '-')} {c[k]}" for k in CLI_FIELDS if k in c and c[k] != default[k]]
         other = [k for k in default if k not in CLI_FIELDS + ("seed", "init") and c.get(k, default[k]) != default[k]]
         if other:  # not expressible on the command line: say so instead of printing a command that trains something else
-            lines.append(f"# stage {i} also sets {', '.join(f'{k}={c[k]}' for k in other)} (analyses/organism_retrain.py takes these)")
+            lines.append(f"# stage {i} also sets {', '.join(f'{k}={c[k]}' for k in other)} "
+                         "(analyses/organism_retrain.py takes these)")
         init = [f"--init /tmp/stage{i - 1}"] if i > 1 else []
         end = run.get("step", c["steps"])
         train = _threads_env(run) + "workbench organism train"
@@ -195,7 +199,8 @@ TARGETS = {"spatial": 0.90, "color": 0.95, "shape": 0.95, "count": 0.95, "exists
 
 def _targets(scores: dict[str, float]) -> str:
     rows = ["| target | held-out | met |", "| --- | ---: | --- |"]
-    rows += [f"| {k} ≥ {100 * v:.0f}% | {100 * scores[k]:.1f}% | {'yes' if scores[k] >= v else '**no**'} |" for k, v in TARGETS.items()]
+    rows += [f"| {k} ≥ {100 * v:.0f}% | {100 * scores[k]:.1f}% | {'yes' if scores[k] >= v else '**no**'} |"
+             for k, v in TARGETS.items()]
     return "\n".join(rows)
 
 
@@ -215,9 +220,11 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 
 | part | value |
 | --- | --- |
-| vision tower | CLIP-style, {c['vision_layers']} layers, hidden {c['vision_hidden']}, {c['canvas']} px images, {c['patch']} px patches → {n_img} image tokens |
+| vision tower | CLIP-style, {c['vision_layers']} layers, hidden {c['vision_hidden']}, {c['canvas']} px images, {c['patch']} px \
+patches → {n_img} image tokens |
 | projector | LLaVA 2-layer MLP (GELU) |
-| language model | Llama, {c['layers']} layers × {c['heads']} query heads ({c['kv_heads']} key/value heads, grouped-query attention), head_dim {c['head_dim']}, hidden {hidden}, MLP {4 * hidden} |
+| language model | Llama, {c['layers']} layers × {c['heads']} query heads ({c['kv_heads']} key/value heads, grouped-query \
+attention), head_dim {c['head_dim']}, hidden {hidden}, MLP {4 * hidden} |
 | tokenizer | word-level, the probe suite's vocabulary; `<image>` is a special token |
 | prompt | `USER: <image>\\n{{question}} ASSISTANT:` — the answer is the next word |
 | parameters | {summary['parameters']:,} (fp32) |
@@ -227,9 +234,11 @@ nnsight's `TransformersModel` and `workbench.models.load.load_vlm`.
 - Probes: `workbench.probes` generator, seed {c['seed']}, {c['n_train']:,} training probes{_pool(c)} (train split only:
   held-out color–shape pairs never appear), {_scenes(c)}; tasks relation, verify (spatial)
   and color, shape, count, exists (control), half spatial.
-- Loss: cross-entropy of the answer word at the last position{_label_smoothing(c)}{_patch_loss(c)}{_where_loss(c)}. AdamW lr {c['lr']}, weight decay
+- Loss: cross-entropy of the answer word at the last position{_label_smoothing(c)}{_patch_loss(c)}{_where_loss(c)}. AdamW lr \
+{c['lr']}, weight decay
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
-  gradient-norm clipping 1.0. Trained on {_device(summary)} in {summary['seconds'] / 60:.0f} minutes.{_temperature(summary)}{_init(summary)}
+  gradient-norm clipping 1.0. Trained on {_device(summary)} in {summary['seconds'] / 60:.0f} \
+minutes.{_temperature(summary)}{_init(summary)}
 - Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
   scenes, each containing at least one held-out color–shape pair.
 
@@ -273,7 +282,8 @@ def _deficit_targets(a: dict[str, float], d: dict[str, float]) -> str:
             f"| spatial drop ≥ {100 * least_drop:.0f} points | {100 * drop:.1f} | {'yes' if drop >= least_drop else '**no**'} |"]
     for t in CONTROL:
         delta = d[t] - a[t]
-        rows.append(f"| {t} within {100 * budget:.0f} points | {100 * delta:+.1f} | {'yes' if abs(delta) <= budget else '**no**'} |")
+        rows.append(f"| {t} within {100 * budget:.0f} points | {100 * delta:+.1f} | "
+                    f"{'yes' if abs(delta) <= budget else '**no**'} |")
     return "\n".join(rows)
 
 
@@ -292,8 +302,10 @@ multiplied by {record['factor']} (weight surgery; nothing else changed). The hea
 intervention layer on a selection set from the training distribution ({record.get('selection_probes', 400)} probes, seed
 {record['selection_seed']}; never the evaluation set): every head scaled by the factor alone (all positions), then a
 greedy search over the 16 heads with the largest single-head spatial drop, adding the head whose *combined* scaling
-drops spatial accuracy most while every control task stays within {100 * record.get('control_budget', 0.03):.0f} points, until at least 4 heads
-drop it by {100 * max(record.get('min_drop', 0.30), 0.30):.0f} points, or 8 heads are chosen (heads are redundant: single-head effects alone
+drops spatial accuracy most while every control task stays within {100 * record.get('control_budget', 0.03):.0f} points, until \
+at least 4 heads
+drop it by {100 * max(record.get('min_drop', 0.30), 0.30):.0f} points, or 8 heads are chosen (heads are redundant: single-head \
+effects alone
 overstate what a set does). The factor is the strongest
 of 0.1, 0.2, 0.3 that reaches this. Selection set: spatial {100 * record['selection']['intact']['spatial']:.1f}% →
 {100 * record['selection']['deficit']['spatial']:.1f}%.{_held_out_check(record)}

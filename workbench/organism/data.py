@@ -258,7 +258,8 @@ def render_pool(processor, seed: int, n: int, scene: dict, workers: int = 0,
     tasks: list[str] = []
     objects: list[np.ndarray] = []
     with mp.get_context("fork").Pool(workers) as pool:
-        for c, (px, q, o, a, t, obj) in enumerate(pool.imap(_render_chunk, jobs, chunksize=1)):  # ordered: same result for any worker count
+        # ordered: same result for any worker count
+        for c, (px, q, o, a, t, obj) in enumerate(pool.imap(_render_chunk, jobs, chunksize=1)):
             pixels[c * CHUNK:c * CHUNK + len(px)] = px
             questions += q
             options += o
@@ -296,7 +297,8 @@ def save_pool(data: Encoded, folder: Path, key: dict) -> None:
     """``pixels.npy`` (memory-mappable) and ``meta.pt``; written under temporary names, then renamed."""
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "pixels.tmp.npy", data.pixels.numpy())
-    torch.save({"key": key, "input_ids": data.input_ids, "attention_mask": data.attention_mask, "mean": data.mean, "std": data.std,
+    torch.save({"key": key, "input_ids": data.input_ids, "attention_mask": data.attention_mask, "mean": data.mean,
+                "std": data.std,
                 "option_ids": data.option_ids, "answer": data.answer, "tasks": data.tasks, "objects": data.objects},
                folder / "meta.tmp.pt")
     (folder / "pixels.tmp.npy").replace(folder / "pixels.npy")

@@ -110,7 +110,8 @@ def greedy_heads(vlm, probes: ProbeSet, factor: float, spatial: torch.Tensor, ba
             break
         chosen.append(best[1])
         acc = best[2]
-        log(f"factor {factor}: {chosen} → spatial {base['spatial']:.3f}→{acc['spatial']:.3f}, worst control drop {control_drop(base, acc):.3f}")
+        log(f"factor {factor}: {chosen} → spatial {base['spatial']:.3f}→{acc['spatial']:.3f}, worst control drop "
+            f"{control_drop(base, acc):.3f}")
         if len(chosen) >= 4 and best[0] >= target:
             break
     return chosen, acc
@@ -131,15 +132,17 @@ def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = p
     base = score(vlm, sel, backend="torch").by_task()
     for factor in factors:
         spatial, control, _ = head_effects(vlm, sel, factor, log, base)
-        heads, acc = greedy_heads(vlm, sel, factor, spatial, base, target=max(min_drop, 0.30), control_budget=control_budget, log=log)
+        heads, acc = greedy_heads(vlm, sel, factor, spatial, base, target=max(min_drop, 0.30), control_budget=control_budget,
+                                  log=log)
         drop = base["spatial"] - acc["spatial"]
         best_seen = max(best_seen, drop if len(heads) >= 4 else 0.0)
         if len(heads) >= 4 and drop >= min_drop and control_drop(base, acc) <= control_budget:
             chosen = (heads, factor, acc)
             break
     if chosen is None:
-        raise WorkbenchError(f"no set of 4–8 heads and factor in {list(factors)} drops spatial accuracy by {min_drop:.2f} with controls "
-                             f"within {control_budget:.2f} (best: {best_seen:.2f})", "lower --min-drop, or train a less redundant organism")
+        raise WorkbenchError(f"no set of 4–8 heads and factor in {list(factors)} drops spatial accuracy by "
+                             f"{min_drop:.2f} with controls within {control_budget:.2f} (best: {best_seen:.2f})",
+                             "lower --min-drop, or train a less redundant organism")
     heads, factor, sel_acc = chosen
     if targets:  # scored before the surgery, which is in place
         held_out = eval_probes()

@@ -76,8 +76,10 @@ class OrganismConfig:
     patch_reach: int = 0  # the patch loss also labels tokens whose patch center is within this many px of an object's center
     where_loss: float = 0.0  # weight of the language model's auxiliary read-out (WhereReadout); 0: off
     where_layer: int = 2  # WhereReadout reads the last position's residual stream after this decoder layer (0-based)
-    label_smoothing: float = 0.0  # of the answer loss: bounds how far a never-seen answer (a held-out pair's color) is pushed down
-    confidence: float = 0.0  # > 0: after training, scale the logits so the right answer's mean probability is this (answer_temperature)
+    # of the answer loss: bounds how far a never-seen answer (a held-out pair's color) is pushed down
+    label_smoothing: float = 0.0
+    # > 0: after training, scale the logits so the right answer's mean probability is this (answer_temperature)
+    confidence: float = 0.0
     init: str = ""  # a model folder whose weights training starts from (same architecture); "": fresh weights
 
     def __post_init__(self) -> None:
@@ -273,7 +275,8 @@ def answer_temperature(model, data: Encoded, target: float, device: torch.device
     while confidence(hi) < target:
         lo, hi = hi, 2 * hi
         if hi > 1e4:
-            raise WorkbenchError(f"no temperature makes the right answer's mean probability {target}", "the model is not accurate enough on fresh scenes")
+            raise WorkbenchError(f"no temperature makes the right answer's mean probability {target}",
+                                 "the model is not accurate enough on fresh scenes")
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if confidence(mid) < target else (lo, mid)
@@ -334,7 +337,8 @@ def build(cfg: OrganismConfig, out: Path):
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     tokenizer = word_tokenizer()
-    model = LlavaForConditionalGeneration(llava_config(len(tokenizer), image_size=cfg.canvas, patch_size=cfg.patch, layers=cfg.layers,
+    model = LlavaForConditionalGeneration(llava_config(len(tokenizer), image_size=cfg.canvas, patch_size=cfg.patch,
+                                                       layers=cfg.layers,
                                                        heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
                                                        vision_hidden=cfg.vision_hidden, vision_layers=cfg.vision_layers))
     if cfg.init:
@@ -367,7 +371,8 @@ def _load_init(model, folder: Path) -> None:
     wrong = sorted(k for k in own if k not in state or state[k].shape != own[k].shape) + sorted(set(state) - set(own))
     if wrong:
         raise WorkbenchError(f"init weights in {folder} do not fit this config's architecture ({len(wrong)} tensors differ, "
-                             f"e.g. {wrong[0]})", "use the config the init model was trained with (canvas, patch, layers, heads …)")
+                             f"e.g. {wrong[0]})",
+                             "use the config the init model was trained with (canvas, patch, layers, heads …)")
     model.load_state_dict(state)
 
 
@@ -383,7 +388,8 @@ def init_run(init: str) -> dict | None:
     if f is None or not f.is_file():
         return None
     run = json.loads(f.read_text())
-    record = {k: run[k] for k in ("config", "step", "curve", "seconds", "threads", "init_sha256", "init_run", "temperature") if run.get(k) is not None}
+    record = {k: run[k] for k in ("config", "step", "curve", "seconds", "threads", "init_sha256", "init_run", "temperature")
+              if run.get(k) is not None}
     if "step" not in record and run.get("curve"):  # a finished stage: its last logged step
         record["step"] = run["curve"][-1]["step"]
     return record
@@ -462,7 +468,8 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
         except TypeError:  # a field this version does not know
             other = None
         if other != cfg:
-            raise WorkbenchError(f"checkpoint {checkpoint} belongs to another training config", "use the same options or delete it")
+            raise WorkbenchError(f"checkpoint {checkpoint} belongs to another training config",
+                                 "use the same options or delete it")
         model.load_state_dict(state["model"])
         if readout is not None:
             readout.load_state_dict(state["readout"])
@@ -486,7 +493,8 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
         pos += cfg.batch
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             logits = model(**data.batch(idx, dev), logits_to_keep=1).logits[:, -1]
-        loss = torch.nn.functional.cross_entropy(logits.float(), data.answer_token[idx.to(dev)], label_smoothing=cfg.label_smoothing)
+        loss = torch.nn.functional.cross_entropy(logits.float(), data.answer_token[idx.to(dev)],
+                                                 label_smoothing=cfg.label_smoothing)
         if readout is not None:
             color, shape = data.patch_labels(idx, cfg.patch, cfg.patch_reach)
             loss = loss + cfg.patch_loss * readout(seen["tokens"], color.to(dev), shape.to(dev))
@@ -515,7 +523,8 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
                                               "readout": readout.state_dict() if readout else None,
                                               "where": where.state_dict() if where else None,
                                               "opt": opt.state_dict(), "sched": sched.state_dict(), "g": g.get_state(),
-                                              "torch_rng": torch.get_rng_state(), "order": order, "pos": pos, "curve": curve, "threads": threads,
+                                              "torch_rng": torch.get_rng_state(), "order": order, "pos": pos, "curve": curve,
+                                              "threads": threads,
                                               "seconds": point["seconds"]})
             if stop_after is not None and step >= stop_after and step < cfg.steps:
                 log(f"stopped at step {step}; resume with the same checkpoint")
@@ -526,13 +535,16 @@ def _train(cfg: OrganismConfig, out: Path, dev: torch.device, log: Callable[[str
     model.eval().to("cpu")
     temperature = 1.0
     if cfg.confidence:
-        temperature = answer_temperature(model, encode(processor, fresh_probes(cfg.seed, cfg)), cfg.confidence, torch.device("cpu"))
+        temperature = answer_temperature(model, encode(processor, fresh_probes(cfg.seed, cfg)), cfg.confidence,
+                                         torch.device("cpu"))
         fold_temperature(model, temperature)
         log(f"logits × {temperature:.4f}: the right answer's mean probability on fresh scenes is {cfg.confidence}")
     save_llava_folder(model, out, tokenizer)
     final = evaluate(model, eval_data, torch.device("cpu"))
-    summary = {"config": asdict(cfg), "init_sha256": init_fingerprint(cfg.init), "init_run": init_run(cfg.init), "device": str(dev),
-               **({"threads": threads} if threads else {}), "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve, "temperature": temperature,
+    summary = {"config": asdict(cfg), "init_sha256": init_fingerprint(cfg.init), "init_run": init_run(cfg.init),
+               "device": str(dev),
+               **({"threads": threads} if threads else {}), "seconds": round(time.time() - t0, 1), "eval": final, "curve": curve,
+               "temperature": temperature,
                "parameters": sum(p.numel() for p in model.parameters())}
     (out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

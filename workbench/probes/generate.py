@@ -66,11 +66,14 @@ class ProbeConfig:
         if self.n <= 0:
             raise WorkbenchError(f"n must be positive, got {self.n}", "pass --n 1 or more")
         if self.n > MAX_PROBES:
-            raise WorkbenchError(f"--n {self.n} is over the limit of {MAX_PROBES:,} probes", "make several sets with different --seed")
+            raise WorkbenchError(f"--n {self.n} is over the limit of {MAX_PROBES:,} probes",
+                                 "make several sets with different --seed")
         if self.canvas > MAX_CANVAS:
-            raise WorkbenchError(f"--canvas {self.canvas} px is over the limit of {MAX_CANVAS:,} px", f"use --canvas {MAX_CANVAS} or less")
+            raise WorkbenchError(f"--canvas {self.canvas} px is over the limit of {MAX_CANVAS:,} px",
+                                 f"use --canvas {MAX_CANVAS} or less")
         if self.object_size < 0:
-            raise WorkbenchError(f"--object-size {self.object_size} is negative", "pass 0 (22% of the canvas) or a size in pixels")
+            raise WorkbenchError(f"--object-size {self.object_size} is negative",
+                                 "pass 0 (22% of the canvas) or a size in pixels")
         if self.seed < 0:
             raise WorkbenchError(f"--seed {self.seed} is negative", "pass a seed of 0 or more")
         validate_attributes(self.colors, self.shapes, self.relations)

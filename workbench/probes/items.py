@@ -72,7 +72,8 @@ class ProbeItem:
         return ProbeItem(id=f"{self.id}-cf", task=self.task, family=self.family, question=self.cf_question,
                          options=self.options, answer=self.cf_answer, image=self.cf_image, split=self.split,
                          relation=self.relation if self.cf_kind == "opposite_relation" else _flip(self.relation),
-                         query_relation=_flip(self.query_relation) if self.cf_kind == "opposite_relation" else self.query_relation,
+                         query_relation=_flip(self.query_relation) if self.cf_kind == "opposite_relation"
+                         else self.query_relation,
                          scene_id=self.scene_id, meta={"counterfactual_of": self.id})
 
     def to_json(self) -> dict[str, Any]:

@@ -215,9 +215,11 @@ class ProbeSet:
                 check_key(key, f"{man_path}: probe {it.id!r}")
                 path = (folder / key).resolve()
                 if folder.resolve() not in path.parents:
-                    raise WorkbenchError(f"{man_path}: image path {key!r} leaves the probe set folder", "regenerate the probe set")
+                    raise WorkbenchError(f"{man_path}: image path {key!r} leaves the probe set folder",
+                                         "regenerate the probe set")
                 if not path.is_file():
-                    raise WorkbenchError(f"image {path} named by probe {it.id!r} is missing", "restore it or regenerate the probe set")
+                    raise WorkbenchError(f"image {path} named by probe {it.id!r} is missing",
+                                         "restore it or regenerate the probe set")
                 images[key] = path
         ps = cls(items, images, name=str(meta.get("name", folder.name)), info=meta.get("info", {}))
         if ps.hash != meta.get("hash"):

@@ -259,7 +259,8 @@ def _sample_grid_scene(rng: np.random.Generator, spec: SceneSpec, relation: str,
     free = [(i, j) for j in range(cells) for i in range(cells) if (i, j) not in taken]
     taken += [free[int(k)] for k in rng.choice(len(free), n_objects - 2, replace=False)]
     center = g // 2  # cell pixel k·g … k·g + g − 1; an even side's box is [c − s//2, c + s − s//2 − 1]
-    return _shuffled(rng, spec.canvas, [SceneObject(*attributes[i], cx * g + center, cy * g + center, s) for i, (cx, cy) in enumerate(taken)])
+    return _shuffled(rng, spec.canvas, [SceneObject(*attributes[i], cx * g + center, cy * g + center, s)
+                                        for i, (cx, cy) in enumerate(taken)])
 
 
 def _shuffled(rng: np.random.Generator, canvas: int, objs: list[SceneObject]) -> Scene:

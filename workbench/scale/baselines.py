@@ -53,7 +53,8 @@ def _peft_fit(vlm: VLM, probes: ProbeSet, peft_config, method: str, cfg: TrainCo
     model = get_peft_model(copy.model, peft_config)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise WorkbenchError(f"{method}: the target modules matched nothing in this model", "check --targets against the module names")
+        raise WorkbenchError(f"{method}: the target modules matched nothing in this model",
+                             "check --targets against the module names")
     adapted = VLM(model=model, processor=vlm.processor, site=vlm.site, nn=None, name=f"{vlm.name}+{method}", source=vlm.source)
 
     def forward(inputs: dict) -> torch.Tensor:

@@ -99,8 +99,8 @@ def reference_split(probes: ProbeSet, seed: int, task: str | None = None) -> tup
         keep = set(sp[side][key])
         if not keep:
             n = len(sp["train"][key]) + len(sp["test"][key])
-            raise WorkbenchError(f"the paper split (seed {seed}) of{where} leaves no {side} probe: floor({TRAIN_FRACTION:.0%} of {n}) "
-                                 f"= {len(sp['train'][key])} train",
+            raise WorkbenchError(f"the paper split (seed {seed}) of{where} leaves no {side} probe: "
+                                 f"floor({TRAIN_FRACTION:.0%} of {n}) = {len(sp['train'][key])} train",
                                  "use a probe set with at least 5 probes per task")
         ids = {probes.items[i].id for i in keep}
         label = f"{probes.name}.paper{seed}{'-' + task if task else ''}-{side}"

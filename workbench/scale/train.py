@@ -122,7 +122,8 @@ def _validate(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor
     return {"loss": loss / n, "accuracy": acc / n}
 
 
-def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], params: Sequence[torch.nn.Parameter], cfg: TrainConfig,
+def fit(vlm: VLM, probes: ProbeSet, forward: Callable[[dict], torch.Tensor], params: Sequence[torch.nn.Parameter],
+        cfg: TrainConfig,
         penalty: Callable[[], torch.Tensor] | None = None, progress: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None) -> dict:
     """Train ``params`` so that ``forward(inputs)`` (last-position logits ``[batch, vocab]``) answers ``probes``.
@@ -212,11 +213,13 @@ def train_scales(vlm: VLM, probes: ProbeSet, cfg: TrainConfig = TrainConfig(), h
     scales = ScaleParams(vlm.site.shape, cfg.mode, cfg.s_max, heads)
     params = [p for p, mask in ((scales.u_attn, scales.attn_mask), (scales.u_mlp, scales.mlp_mask)) if mask.any()]
     if not params:
-        raise WorkbenchError("nothing to train: the head set is empty and the mode excludes MLPs", "give heads or use --mode both")
+        raise WorkbenchError("nothing to train: the head set is empty and the mode excludes MLPs",
+                             "give heads or use --mode both")
     result = fit(vlm, probes, scale_forward(vlm, scales, cfg.positions), params, cfg, scales.penalty, progress, should_stop)
     with torch.no_grad():
         attn, mlp = scales.eff_attn().detach().clone(), scales.eff_mlp().detach().clone()
-    return ScaleVector(attn=attn, mlp=mlp, model=vlm.name, model_fingerprint=vlm.fingerprint, positions=cfg.positions, mode=cfg.mode,
+    return ScaleVector(attn=attn, mlp=mlp, model=vlm.name, model_fingerprint=vlm.fingerprint, positions=cfg.positions,
+                       mode=cfg.mode,
                        s_max=cfg.s_max, probes_hash=probes.hash,
                        metrics={"n_params": scales.n_trainable(), **result, "config": asdict(cfg)},
                        extra={"heads": [list(h) for h in heads] if heads is not None else None})

@@ -85,7 +85,8 @@ class ScaleVector:
                                  f"{shape[0]} × {shape[1]}", "train a vector on this model, or load the model it was made for")
         if fingerprint is not None and self.model_fingerprint and fingerprint != self.model_fingerprint:
             raise WorkbenchError(f"this scale vector was trained on {self.model!r} (fingerprint {self.model_fingerprint[:12]}…), "
-                                 f"not on {name} ({fingerprint[:12]}…)", "train a vector on this model, or load the model it was made for")
+                                 f"not on {name} ({fingerprint[:12]}…)",
+                                 "train a vector on this model, or load the model it was made for")
 
     def moved(self) -> torch.Tensor:
         """|effective scale − 1| per head ``[layer, head]``: how far training moved each head."""
@@ -94,7 +95,8 @@ class ScaleVector:
     # ------------------------------------------------------------------ files
     def meta(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("attn", "mlp")}
-        return {"format": FORMAT, "version": VERSION, "head_order": HEAD_ORDER, "layers": self.shape[0], "heads": self.shape[1], **d}
+        return {"format": FORMAT, "version": VERSION, "head_order": HEAD_ORDER, "layers": self.shape[0], "heads": self.shape[1],
+                **d}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path`` (.safetensors) and its .json sidecar, each atomically; returns the .safetensors path."""
@@ -114,7 +116,8 @@ class ScaleVector:
         st, js = vector_files(path)
         for p in (st, js):
             if not p.is_file():
-                raise WorkbenchError(f"{p} is missing", "a scale vector is NAME.safetensors plus NAME.json, as `workbench scale train` writes")
+                raise WorkbenchError(f"{p} is missing",
+                                     "a scale vector is NAME.safetensors plus NAME.json, as `workbench scale train` writes")
         try:
             tensors = load_file(str(st))
             meta = json.loads(js.read_text())
@@ -122,7 +125,8 @@ class ScaleVector:
             raise WorkbenchError(f"{st} or its .json is not a readable scale vector ({type(e).__name__}: {e})",
                                  "re-export it with `workbench scale train` or `workbench scale import`") from None
         if meta.get("format") != FORMAT or "attn" not in tensors or "mlp" not in tensors:
-            raise WorkbenchError(f"{st} is not a workbench scale vector", "expected tensors 'attn' and 'mlp' and a .json with format "
+            raise WorkbenchError(f"{st} is not a workbench scale vector",
+                                 "expected tensors 'attn' and 'mlp' and a .json with format "
                                  f"{FORMAT!r}")
         keep = ("model", "model_fingerprint", "positions", "mode", "s_max", "probes_hash", "metrics", "extra")
         return cls(attn=tensors["attn"], mlp=tensors["mlp"], **{k: meta[k] for k in keep if k in meta})
@@ -205,7 +209,8 @@ def export_meta(npy: str | os.PathLike) -> dict:
         raise WorkbenchError(f"{js} is not readable JSON ({type(e).__name__})", "delete it (the arrays are then read as "
                              "the reference's, at the last token) or export the vector again") from None
     if not isinstance(meta, dict) or meta.get("positions") not in ("last", "all"):
-        raise WorkbenchError(f"{js} does not say positions 'last' or 'all'", "export the vector again with `workbench scale export`")
+        raise WorkbenchError(f"{js} does not say positions 'last' or 'all'",
+                             "export the vector again with `workbench scale export`")
     return {k: meta[k] for k in ("positions", "warning") if isinstance(meta.get(k), str)}
 
 
@@ -218,18 +223,21 @@ def reference_files(folder: str | os.PathLike, epoch: int | None = None) -> tupl
     Neither present: one error that lists what the folder holds."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise WorkbenchError(f"{folder} is not a folder", "pass the run folder the ScAle code wrote (it holds eff_attn_final.npy)")
+        raise WorkbenchError(f"{folder} is not a folder",
+                             "pass the run folder the ScAle code wrote (it holds eff_attn_final.npy)")
     if epoch is None:
         candidates = [(folder / f"eff_attn{s}.npy", folder / f"eff_mlp{s}.npy") for s in FINAL_SUFFIXES]
     else:
-        candidates = [(d / f"eff_attn_epoch{epoch}.npy", d / f"eff_mlp_epoch{epoch}.npy") for d in (folder / "epoch_scales", folder)]
+        candidates = [(d / f"eff_attn_epoch{epoch}.npy", d / f"eff_mlp_epoch{epoch}.npy")
+                      for d in (folder / "epoch_scales", folder)]
     for a, m in candidates:
         if a.is_file() or m.is_file():
             return (a if a.is_file() else None), (m if m.is_file() else None)
     finals, epochs = available(folder)
     there = (f"final: {', '.join(finals)}" if finals else "no final scales") + \
         (f"; epochs: {', '.join(map(str, epochs))}" if epochs else "; no epoch scales")
-    others = sorted(p.name for p in folder.glob("eff_*.npy") if not re.fullmatch(r"eff_(?:attn|mlp)(?:_final|_epoch\d+)?\.npy", p.name))
+    others = sorted(p.name for p in folder.glob("eff_*.npy")
+                    if not re.fullmatch(r"eff_(?:attn|mlp)(?:_final|_epoch\d+)?\.npy", p.name))
     if others:
         there += f"; other arrays: {', '.join(others)}"
     if epoch is None:
@@ -243,7 +251,8 @@ def reference_files(folder: str | os.PathLike, epoch: int | None = None) -> tupl
 def available(folder: str | os.PathLike) -> tuple[list[str], list[int]]:
     """What a run folder holds: the final-scale file names, and the epochs with scales (sorted)."""
     folder = Path(folder)
-    finals = [f"eff_{part}{s}.npy" for s in FINAL_SUFFIXES for part in ("attn", "mlp") if (folder / f"eff_{part}{s}.npy").is_file()]
+    finals = [f"eff_{part}{s}.npy" for s in FINAL_SUFFIXES for part in ("attn", "mlp")
+              if (folder / f"eff_{part}{s}.npy").is_file()]
     epochs = set()
     for d in (folder / "epoch_scales", folder):
         for p in d.glob("eff_*_epoch*.npy") if d.is_dir() else ():
@@ -274,10 +283,13 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        why = "it holds Python objects, which are never unpickled" if "allow_pickle" in str(e) else str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise WorkbenchError(f"{path} is not a readable .npy array ({why})", "pass the eff_attn*.npy / eff_mlp*.npy the ScAle code saved") from None
+        why = ("it holds Python objects, which are never unpickled" if "allow_pickle" in str(e)
+               else str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise WorkbenchError(f"{path} is not a readable .npy array ({why})",
+                             "pass the eff_attn*.npy / eff_mlp*.npy the ScAle code saved") from None
     if not isinstance(arr, np.ndarray):  # np.load of an .npz archive gives a mapping
-        raise WorkbenchError(f"{path} is an .npz archive, not one .npy array", "pass the eff_attn*.npy / eff_mlp*.npy files themselves")
+        raise WorkbenchError(f"{path} is an .npz archive, not one .npy array",
+                             "pass the eff_attn*.npy / eff_mlp*.npy files themselves")
     if arr.dtype.kind not in "fiu":
         raise WorkbenchError(f"{path} holds {arr.dtype} values, not numbers", "save the scales as float32 (or any float) arrays")
     return arr.astype(np.float32)

@@ -263,7 +263,8 @@ def check_chunk(path: Path, key: str, name: str, manifest: dict | None, full: bo
     try:
         if not full:
             return None, identity_problem(_footer(path), key, name, manifest)
-        table = pq.read_table(path, read_dictionary=list(STRING_COLUMNS), use_threads=False) if dictionary else pq.read_table(path)
+        table = (pq.read_table(path, read_dictionary=list(STRING_COLUMNS), use_threads=False) if dictionary
+                 else pq.read_table(path))
     except FileNotFoundError:
         return None, "is missing"
     except (OSError, pa.ArrowException) as e:
@@ -283,7 +284,8 @@ class EffectStore:
         empty store is left behind (the constructor creates one, as a sweep needs)."""
         if not (Path(root) / "sweeps").is_dir():
             raise WorkbenchError(f"no effect store at {root} (it has no sweeps/ folder)",
-                                 "pass --store with the folder your sweeps were written to (default runs/store, or $WORKBENCH_STORE)")
+                                 "pass --store with the folder your sweeps were written to (default runs/store, or "
+                                 "$WORKBENCH_STORE)")
         return cls(root)
 
     def folder(self, key: str) -> Path:
@@ -310,7 +312,8 @@ class EffectStore:
             raise WorkbenchError(f"no sweep {key[:12]}… in {self.root}", "list sweeps with `workbench store ls`") from None
         except (ValueError, UnicodeDecodeError) as e:
             why = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
-            raise WorkbenchError(f"{path} is corrupt: it is not valid JSON ({why})", f"{FSCK} --fix (it restores it from the chunks)") from e
+            raise WorkbenchError(f"{path} is corrupt: it is not valid JSON ({why})",
+                                 f"{FSCK} --fix (it restores it from the chunks)") from e
         if problem := manifest_problem(key, m):
             raise WorkbenchError(f"{path} is corrupt: it {problem}", f"{FSCK} --fix (it restores it from the chunks)")
         return m
@@ -345,9 +348,11 @@ class EffectStore:
         the manifest in the parquet metadata."""
         manifest = self.manifest(key)
         table = pa.Table.from_pandas(frame[list(COLUMNS)], preserve_index=False)
-        identity = {"format": CHUNK_FORMAT, "key": key, "name": name, **chunk_ranges(name), "spec_sha256": spec_digest(manifest["spec"]),
+        identity = {"format": CHUNK_FORMAT, "key": key, "name": name, **chunk_ranges(name),
+                    "spec_sha256": spec_digest(manifest["spec"]),
                     "rows": table.num_rows}
-        table = table.replace_schema_metadata({META_SHA: _values_digest(table).encode(), META_CHUNK: json.dumps(identity).encode(),
+        table = table.replace_schema_metadata({META_SHA: _values_digest(table).encode(),
+                                               META_CHUNK: json.dumps(identity).encode(),
                                                META_MANIFEST: json.dumps(manifest, sort_keys=True).encode()})
         path = self.folder(key) / f"{name}.parquet"
         atomic_write(path, lambda tmp: pq.write_table(table, tmp))
@@ -473,7 +478,8 @@ class EffectStore:
             if not path.is_file():
                 n = len(list(folder.glob("*.parquet")))
                 if n:
-                    problems.append(Problem(folder, f"{n} chunks but no manifest", "restore the manifest from its chunks", "restore"))
+                    problems.append(Problem(folder, f"{n} chunks but no manifest", "restore the manifest from its chunks",
+                                            "restore"))
                 continue  # an empty folder: a sweep being created, or one for gc
             try:
                 entries.append(self.entry(folder.name))
@@ -554,10 +560,12 @@ def dense_from_table(key: str, manifest: dict, table: pa.Table) -> DenseSweep:
     n_layers, n_heads = manifest["shape"]
     heads = n_heads if manifest["spec"]["target"] == "heads" else 1
     values = np.full((n_probes, len(alphas), n_layers, heads), np.nan)
-    flat = ((pidx.astype(np.int64) * len(alphas) + aidx) * n_layers + table.column("layer").to_numpy()) * heads  # one linear index
+    # one linear index
+    flat = ((pidx.astype(np.int64) * len(alphas) + aidx) * n_layers + table.column("layer").to_numpy()) * heads
     flat += np.maximum(table.column("head").to_numpy(), 0)
     values.reshape(-1)[flat] = table.column("value").to_numpy()
-    return DenseSweep(values, alphas, tuple(str(p) for p in probe.dictionary.to_pylist()), per_probe("task"), per_probe("relation"))
+    return DenseSweep(values, alphas, tuple(str(p) for p in probe.dictionary.to_pylist()), per_probe("task"),
+                      per_probe("relation"))
 
 
 def _dense_digest(values: np.ndarray, labels: dict) -> str:
@@ -593,10 +601,12 @@ def _load_dense(path: Path, key: str, chunk_sums: dict) -> DenseSweep | None:
             values = z["values"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    if not isinstance(meta, dict) or meta.get("format") != DENSE_FORMAT or meta.get("key") != key or meta.get("chunks") != chunk_sums:
+    if (not isinstance(meta, dict) or meta.get("format") != DENSE_FORMAT or meta.get("key") != key
+            or meta.get("chunks") != chunk_sums):
         return None
     labels = {k: meta.get(k) for k in ("key", "alphas", "probe_ids", "tasks", "relations", "shape")}
-    if values.dtype != np.dtype("<f8") or list(values.shape) != labels["shape"] or _dense_digest(values, labels) != meta.get("sha256"):
+    if (values.dtype != np.dtype("<f8") or list(values.shape) != labels["shape"]
+            or _dense_digest(values, labels) != meta.get("sha256")):
         return None
     return DenseSweep(values, tuple(float(a) for a in labels["alphas"]), tuple(labels["probe_ids"]), tuple(labels["tasks"]),
                       tuple(labels["relations"]))

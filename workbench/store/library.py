@@ -105,7 +105,8 @@ class Library:
     def probes(self, probeset_hash: str) -> ProbeSet:
         folder = self.probes_folder(probeset_hash)
         if not (folder / "probeset.json").is_file():
-            raise WorkbenchError(f"the store has no copy of probe set {probeset_hash[:12]}", "rerun the sweep from the app or CLI")
+            raise WorkbenchError(f"the store has no copy of probe set {probeset_hash[:12]}",
+                                 "rerun the sweep from the app or CLI")
         return _load_probes(str(folder), probeset_hash)
 
     def probesets(self) -> list[dict]:
@@ -201,7 +202,8 @@ class Library:
             try:
                 HeadSet.load(p)
             except WorkbenchError as e:
-                out.append(Problem(p, "is not a valid head set" + (f" ({e.problem.split(' (', 1)[1]}" if " (" in e.problem else ""),
+                out.append(Problem(p, "is not a valid head set"
+                                   + (f" ({e.problem.split(' (', 1)[1]}" if " (" in e.problem else ""),
                                    QUARANTINE, "quarantine"))
         return out
 

@@ -22,7 +22,8 @@ def by_relation(values: torch.Tensor, relations: tuple[str, ...]) -> dict[str, t
     return out
 
 
-def bootstrap_ci(values: torch.Tensor, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def bootstrap_ci(values: torch.Tensor, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """(low, high) percentile interval of the mean over probes, each shaped like ``values[0]``."""
     g = torch.Generator().manual_seed(seed)
     n = values.shape[0]

@@ -75,7 +75,8 @@ def resolve_engine(vlm: VLM, spec: SweepSpec, engine: str) -> str:
         return "packed" if spec.positions == "last" and vlm.site.row.packable else "naive"
     if engine == "packed":
         if spec.positions != "last":
-            raise WorkbenchError("the packed engine serves last-token interventions only", "use --engine naive for --positions all")
+            raise WorkbenchError("the packed engine serves last-token interventions only",
+                                 "use --engine naive for --positions all")
         check_packable(vlm)
     return engine
 
@@ -84,7 +85,8 @@ def _variants(vlm: VLM, spec: SweepSpec, chunk: Chunk) -> torch.Tensor:
     """Factors of every variant of the chunk: ``[alpha·layer·head, layer, head]`` or ``[alpha·layer, layer]``."""
     n_layers, n_heads = vlm.site.shape
     layers = range(chunk.layer_start, chunk.layer_stop)
-    sites = [(layer, head) for layer in layers for head in range(n_heads)] if spec.target == "heads" else [(layer, 0) for layer in layers]
+    sites = ([(layer, head) for layer in layers for head in range(n_heads)] if spec.target == "heads"
+             else [(layer, 0) for layer in layers])
     shape = (n_layers, n_heads) if spec.target == "heads" else (n_layers,)
     out = torch.ones(len(spec.alphas) * len(sites), *shape)
     for i, alpha in enumerate(spec.alphas):
@@ -146,14 +148,16 @@ def run_chunk(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, engine:
     return values if spec.target == "heads" else values[..., 0]
 
 
-def _effects(metric: str, logits: torch.Tensor, clean: torch.Tensor, option_ids: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+def _effects(metric: str, logits: torch.Tensor, clean: torch.Tensor, option_ids: torch.Tensor,
+             answer: torch.Tensor) -> torch.Tensor:
     """``[batch, variant]`` effect of each variant on the metric."""
     b, v, vocab = logits.shape
     flat = logits.reshape(b * v, vocab)
     opt, ans = option_ids.repeat_interleave(v, 0), answer.repeat_interleave(v, 0)
     if metric == "kl":
         return metrics.kl(flat, clean.repeat_interleave(v, 0)).reshape(b, v)
-    return (metrics.compute(metric, flat, opt, ans) - metrics.compute(metric, clean, option_ids, answer).repeat_interleave(v, 0)).reshape(b, v)
+    return (metrics.compute(metric, flat, opt, ans)
+            - metrics.compute(metric, clean, option_ids, answer).repeat_interleave(v, 0)).reshape(b, v)
 
 
 def assemble(vlm: VLM, spec: SweepSpec, n_probes: int, results: list[tuple[Chunk, torch.Tensor]]) -> torch.Tensor:

@@ -108,7 +108,8 @@ class RayExecutor:
         try:
             cls = ray.remote(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker)(_ChunkWorker)
             n = min(self.workers, len(chunks))
-            actors = [cls.remote(vlm.source, self.load_kwargs, vlm.fingerprint, max(1, int(self.cpus_per_worker))) for _ in range(n)]
+            actors = [cls.remote(vlm.source, self.load_kwargs, vlm.fingerprint, max(1, int(self.cpus_per_worker)))
+                      for _ in range(n)]
             probes_ref = ray.put(probes)
             queue = list(chunks)
             pending: dict[Any, tuple[Any, Chunk]] = {}
@@ -181,7 +182,8 @@ def _get(ray, ref) -> torch.Tensor:
             raise cause from None
         raise WorkbenchError(f"a Ray worker failed: {cause or e}", "see the worker's log (ray logs) for the traceback") from None
     except ray.exceptions.RayActorError as e:
-        raise WorkbenchError(f"a Ray worker died: {e}", "check memory and the worker's log; rerun to resume from the store") from None
+        raise WorkbenchError(f"a Ray worker died: {e}",
+                             "check memory and the worker's log; rerun to resume from the store") from None
 
 
 def _import_ray():

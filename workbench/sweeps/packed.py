@@ -86,7 +86,8 @@ def full_positions(vlm: VLM, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     if "mm_token_type_ids" in inputs:
         return vlm.model.model.get_rope_index(**inputs)[0].to(ids.device)
     if inputs.get("image_grid_thw") is not None or inputs.get("video_grid_thw") is not None:
-        raise WorkbenchError(f"this {vlm.site.row.family} batch has images but no mm_token_type_ids, so its M-RoPE ids cannot be computed",
+        raise WorkbenchError(f"this {vlm.site.row.family} batch has images but no mm_token_type_ids, so its M-RoPE ids "
+                             "cannot be computed",
                              "build the batch with the family's processor (build_batch), which returns mm_token_type_ids")
     return index.expand(3, *ids.shape)  # text only: the model's own fallback, the token index on all three axes
 
@@ -155,7 +156,8 @@ def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas
         last = positions[..., -1:]
         carried = {k: inputs[k][:, -1:].expand(b, c, *inputs[k].shape[2:]) for k in COPIES_CARRY if k in inputs}
         with hooked(model, site, interventions):
-            logits = model(input_ids=ids[:, -1:].expand(b, c), attention_mask=attend, position_ids=last.expand(*last.shape[:-1], c),
+            logits = model(input_ids=ids[:, -1:].expand(b, c), attention_mask=attend,
+                           position_ids=last.expand(*last.shape[:-1], c),
                            cache=cache, use_cache=True, **carried).logits
         for layer, n in zip(cache.layers, prefix_lengths):  # back to the prefix: drop what the copies appended
             if _cached(layer) > n:

@@ -105,9 +105,11 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
     known = (store.folder(key) / "manifest.json").is_file()
     store.ensure(key, {"model": vlm.name, "model_fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
-                       "shape": list(vlm.site.shape), "probes": probes.name, "probeset_hash": probes.hash, "n_probes": len(probes),
+                       "shape": list(vlm.site.shape), "probes": probes.name, "probeset_hash": probes.hash,
+                       "n_probes": len(probes),
                        "spec": spec.to_json(), "layers_per_chunk": layers_per_chunk, "probes_per_chunk": probes_per_chunk,
-                       "chunks": [c.name for c in plan_chunks(vlm.site.n_layers, len(probes), layers_per_chunk, probes_per_chunk)],
+                       "chunks": [c.name for c in plan_chunks(vlm.site.n_layers, len(probes), layers_per_chunk,
+                                                              probes_per_chunk)],
                        **({} if known else {CLEAN_KEY: clean_record(vlm, probes)})})
     manifest = store.manifest(key)  # an earlier run's chunking wins, so chunks line up
     if CLEAN_KEY not in manifest:  # a sweep recorded before clean accuracy was: add it once
@@ -116,7 +118,8 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
                      lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1, sort_keys=True)))
     sizes = manifest.get("layers_per_chunk"), manifest.get("probes_per_chunk")
     if not all(isinstance(n, int) and n > 0 for n in sizes):
-        raise WorkbenchError(f"the manifest of sweep {key[:12]}… in {store.root} lacks its chunk sizes", "run `workbench store fsck --fix`")
+        raise WorkbenchError(f"the manifest of sweep {key[:12]}… in {store.root} lacks its chunk sizes",
+                             "run `workbench store fsck --fix`")
     chunks = plan_chunks(vlm.site.n_layers, len(probes), *sizes)
     todo, corrupt = store.missing(key, [c.name for c in chunks])
     for report in corrupt:
@@ -161,6 +164,7 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     finally:
         results.close()  # an executor stops its remaining work (Ray kills its actors)
     frame = store.read(key)
-    return SweepResult(key=key, spec=spec, values=to_tensor(frame, probes, spec, *vlm.site.shape), probe_ids=tuple(it.id for it in probes),
+    return SweepResult(key=key, spec=spec, values=to_tensor(frame, probes, spec, *vlm.site.shape),
+                       probe_ids=tuple(it.id for it in probes),
                        tasks=tuple(it.task for it in probes), relations=tuple(it.relation for it in probes),
                        computed=len(pending), cached=len(chunks) - len(pending))

@@ -29,8 +29,10 @@ CENTER = {"vector": 1.0, "sweep": 0.0}
 
 
 def items() -> list[dict]:
-    out = [{"label": f"vector {v['name']} ({v['model']}, {v['mode']})", "value": f"vector:{v['name']}"} for v in data.vectors(current().store)]
-    out += [{"label": f"sweep {r['label']}", "value": f"sweep:{r['key']}"} for r in data.catalog(current().store) if r["complete"]]
+    out = [{"label": f"vector {v['name']} ({v['model']}, {v['mode']})", "value": f"vector:{v['name']}"}
+           for v in data.vectors(current().store)]
+    out += [{"label": f"sweep {r['label']}", "value": f"sweep:{r['key']}"} for r in data.catalog(current().store)
+            if r["complete"]]
     return out
 
 
@@ -80,15 +82,18 @@ def _sweep(key: str, alpha: float | None) -> dict:
     metric = sd.manifest["spec"]["metric"]
     if alpha is None or all(abs(a - alpha) > 1e-12 for a in sd.alphas):
         shown = ", ".join(_label(a) for a in sd.alphas)
-        return {"values": None, "title": f"sweep {key[:8]}: not swept at {_label(alpha) if alpha is not None else 'this α'} ({shown})",
-                "kind": "sweep", "group": f"sweep:{metric}", "unit": f"Δ {metric}", "quantity": f"Δ {metric}", "short": f"sweep {key[:8]}",
+        return {"values": None,
+                "title": f"sweep {key[:8]}: not swept at {_label(alpha) if alpha is not None else 'this α'} ({shown})",
+                "kind": "sweep", "group": f"sweep:{metric}", "unit": f"Δ {metric}", "quantity": f"Δ {metric}",
+                "short": f"sweep {key[:8]}",
                 "row": {**base, "metric": f"Δ {metric}: no {_label(alpha) if alpha is not None else 'α'} in this sweep"}}
     m = data.matrix(root, key, alpha)
     layer, head = np.unravel_index(np.argmin(m.mean), m.mean.shape)
     row = {**base, "probes": f"{sd.manifest['probes']} ({m.n_probes})",
            "strongest head": f"{data.site_label(int(layer), int(head))}: {m.mean[layer, head]:+.3f}",
            "metric": f"Δ {m.metric} at {_label(m.alpha)} (intervened − clean, mean over all probes)"}
-    return {"values": m.mean, "title": f"sweep {key[:8]}: Δ {m.metric} at {_label(m.alpha)}", "kind": "sweep", "group": f"sweep:{metric}",
+    return {"values": m.mean, "title": f"sweep {key[:8]}: Δ {m.metric} at {_label(m.alpha)}", "kind": "sweep",
+            "group": f"sweep:{metric}",
             "unit": f"Δ {metric} ({_label(m.alpha)})", "quantity": f"Δ {metric}", "short": f"sweep {key[:8]}", "row": row}
 
 
@@ -153,14 +158,16 @@ def draw(selected, alpha):
         if m["values"] is None:
             figs.append(html.Div(html.P(m["title"], className="hint"), id=f"{C.panel}-{i}"))
         else:
-            figs.append(html.Div(dcc.Graph(figure=_figure(m, rng[m["group"]]), config={"displaylogo": False}), id=f"{C.panel}-{i}",
+            figs.append(html.Div(dcc.Graph(figure=_figure(m, rng[m["group"]]), config={"displaylogo": False}),
+                                 id=f"{C.panel}-{i}",
                                  className="compare-panel"))
     note = "; ".join(f"{'vectors' if g == 'vector' else 'sweeps (' + g.split(':', 1)[1] + ')'}: one colour scale, "
                      f"{lo:.3g} to {hi:.3g}" for g, (lo, hi) in rng.items())
     if len(rng) > 1:
         note += " — different quantities, so each kind has its own shared scale"
     a, b = mats[0], mats[1]
-    if a["group"] == b["group"] and a["values"] is not None and b["values"] is not None and a["values"].shape == b["values"].shape:
+    if (a["group"] == b["group"] and a["values"] is not None and b["values"] is not None
+            and a["values"].shape == b["values"].shape):
         d = b["values"] - a["values"]
         title = f"difference (second − first):<br>{b['short']} − {a['short']}"
         fig = heatmap(d, title, zmid=0.0, zrange=symmetric_range(d), colorbar=f"{a['quantity']}: second − first")

@@ -66,7 +66,8 @@ def _clean_panel(sd: data.SweepData, task: str):
     rows = view.clean_rows(sd.manifest)
     if rows is None:
         return html.Div([html.H4("Clean accuracy"), html.P("clean accuracy not recorded (this sweep predates the record; "
-                                                           "rerun it to record it)", className="hint")], id=E.clean, className="side-box")
+                                                           "rerun it to record it)", className="hint")], id=E.clean,
+                        className="side-box")
     picked = {task} | (set(view.FAMILIES.get(task, ())) if task in view.FAMILIES else set())
     body = [html.Tr([html.Td(r["name"]), html.Td(f"{100 * r['accuracy']:.1f}%", className="num-cell"),
                      html.Td("" if r["chance"] is None else f"{100 * r['chance']:.0f}%", className="num-cell"),
@@ -82,13 +83,16 @@ TABLE_ROWS = 30  # rows the ranked table shows; the search narrows the list
 
 def _table(rows: list[dict], metric: str, total: int, state: dict):
     """The ranked sites as a plain table whose every cell links to the site's page (a click, or open in a new tab)."""
-    head = html.Tr([html.Th("rank"), html.Th("site"), html.Th(f"mean Δ {metric}" if metric != "kl" else "mean KL"), html.Th("95% CI")])
+    head = html.Tr([html.Th("rank"), html.Th("site"), html.Th(f"mean Δ {metric}" if metric != "kl" else "mean KL"),
+                    html.Th("95% CI")])
     body = []
     for r in rows[:TABLE_ROWS]:
-        href = "/head?" + urlencode({"key": state["key"], "layer": r["layer"], "head": r["head"], "alpha": json.dumps(state["alpha"])})
+        href = "/head?" + urlencode({"key": state["key"], "layer": r["layer"], "head": r["head"],
+                                     "alpha": json.dumps(state["alpha"])})
         cells = [str(r["rank"]), r["site"], f"{r['mean']:+.4f}", f"[{r['low']:+.4f}, {r['high']:+.4f}]"]
         body.append(html.Tr([html.Td(dcc.Link(c, href=href), className=cls, **{"data-column": col})
-                             for c, cls, col in zip(cells, ("num-cell", "", "num-cell", "num-cell"), ("rank", "site", "mean", "ci"))],
+                             for c, cls, col in zip(cells, ("num-cell", "", "num-cell", "num-cell"),
+                                                    ("rank", "site", "mean", "ci"))],
                             **{"data-site": r["site"]}))
     more = (f"showing the {min(len(rows), TABLE_ROWS)} highest-ranked of {len(rows)} matching sites" if len(rows) > TABLE_ROWS
             else f"{len(rows)} of {total} sites")
@@ -122,7 +126,8 @@ def _multiples(sd: data.SweepData, alpha: float, task: str, sites) -> dcc.Graph 
                                 "dtick": 1 if n_layers <= 16 else 4, **({"title": {"text": "layer"}} if c == 0 else {})}
         traces.append({"type": "heatmap", "z": p["mean"].tolist(), "x": list(range(n_heads)), "y": list(range(n_layers)),
                        "xaxis": f"x{ax}", "yaxis": f"y{ax}", "coloraxis": "coloraxis", "xgap": 1, "ygap": 1,
-                       "hovertemplate": f"{p['relation']}: " + ("L%{y} MLP" if mlp else "L%{y}H%{x}") + ": %{z:.4f}<extra></extra>"})
+                       "hovertemplate": f"{p['relation']}: " + ("L%{y} MLP" if mlp else "L%{y}H%{x}")
+                       + ": %{z:.4f}<extra></extra>"})
         notes.append({"text": f"{p['relation']} (n = {p['n']})", "xref": "paper", "yref": "paper", "x": x0 + width / 2,
                       "y": y0 + height, "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
         if not mlp:
@@ -150,7 +155,8 @@ def _controls(options: dict, chosen: dict, rows: list[dict], task_opts, task, re
             field("Intervention", dcc.Dropdown(id=E.intervention, options=options["intervention"], value=chosen["intervention"],
                                                clearable=False), hint="scale one site at a time; α = 0 ablates"),
             field("Metric", dcc.Dropdown(id=E.metric, options=options["metric"], value=chosen["metric"], clearable=False)),
-            field("α", dcc.Dropdown(id=E.alpha, options=[{"label": f"{a:g}", "value": a} for a in options["alpha"]], value=chosen["alpha"],
+            field("α", dcc.Dropdown(id=E.alpha, options=[{"label": f"{a:g}", "value": a} for a in options["alpha"]],
+                                    value=chosen["alpha"],
                                     clearable=False)),
             field("Task", dcc.Dropdown(id=E.task, options=task_opts, value=task, clearable=False),
                   hint="spatial and control probes are not averaged together unless you choose all tasks"),
@@ -187,17 +193,21 @@ def layout(**query):
     options, chosen = view.resolve(rows, q)
     key = chosen["key"]
     asked = q.get("key", "")
-    held = [r for r in every if asked and not r["complete"] and (r["key"] == asked or (len(asked) >= 6 and r["key"].startswith(asked)))]
+    held = [r for r in every if asked and not r["complete"]
+            and (r["key"] == asked or (len(asked) >= 6 and r["key"].startswith(asked)))]
     if len(held) == 1 and not (key or "").startswith(asked):  # a sweep the store holds but cannot show whole: say why
         r = held[0]
-        why = f"sweep {r['key'][:12]} is incomplete ({r['done']} of {r['expected']} chunks; run the same sweep again to finish it)"
+        why = (f"sweep {r['key'][:12]} is incomplete ({r['done']} of {r['expected']} chunks; "
+               "run the same sweep again to finish it)")
         try:
             data.sweep_data(root, r["key"], fresh=True)
         except WorkbenchError as e:  # a chunk that cannot be read: its one line
             why = str(e)
-        return _page(html.Div(id=E.empty, className="notice"), _controls(options, chosen, rows, [], None, relation_options(()), data.ALL, ""),
+        return _page(html.Div(id=E.empty, className="notice"),
+                     _controls(options, chosen, rows, [], None, relation_options(()), data.ALL, ""),
                      html.Div(html.Span(why, className="field-error", role="alert"), id=E.info, className="info"),
-                     dcc.Graph(id=E.heatmap, figure=empty_figure("this sweep cannot be shown (see the message above the heatmap)")),
+                     dcc.Graph(id=E.heatmap,
+                               figure=empty_figure("this sweep cannot be shown (see the message above the heatmap)")),
                      _inputs_placeholder(), state={"key": None, "query": "unreadable"})
     if not rows or key is None:
         empty = ("No finished sweep in this store yet. The default sweep starts with the app (progress in the bar above); "
@@ -209,9 +219,11 @@ def layout(**query):
     try:
         sd = data.sweep_data(root, key)
     except WorkbenchError as e:  # a chunk that fails its checks, a manifest broken since the catalog was read
-        return _page(html.Div(id=E.empty, className="notice"), _controls(options, chosen, rows, [], None, relation_options(()), data.ALL, ""),
+        return _page(html.Div(id=E.empty, className="notice"),
+                     _controls(options, chosen, rows, [], None, relation_options(()), data.ALL, ""),
                      html.Div(html.Span(str(e), className="field-error", role="alert"), id=E.info, className="info"),
-                     dcc.Graph(id=E.heatmap, figure=empty_figure("this sweep cannot be shown (see the message above the heatmap)")),
+                     dcc.Graph(id=E.heatmap,
+                               figure=empty_figure("this sweep cannot be shown (see the message above the heatmap)")),
                      _inputs_placeholder(), state={"key": None, "query": "unreadable"})
     alpha = chosen["alpha"]
     task_opts = view.task_options(sd.tasks)
@@ -293,7 +305,8 @@ clientside_callback(
         const q = "?" + p.toString();
         return q === window.location.search ? window.dash_clientside.no_update : q;
     }""",
-    Output(E.url, "search"), [Input(getattr(E, n), "value") for n in CONTROLS] + [Input(E.search, "value")], State(E.state, "data"),
+    Output(E.url, "search"), [Input(getattr(E, n), "value") for n in CONTROLS] + [Input(E.search, "value")],
+    State(E.state, "data"),
     prevent_initial_call=True)
 
 
@@ -328,7 +341,8 @@ clientside_callback(
         window.Plotly.downloadImage(gd, {format: format, filename: state.stem, width: gd.clientWidth, height: gd.clientHeight});
         return format;
     }""",
-    Output(E.saved, "children"), Input(E.png, "n_clicks"), Input(E.svg, "n_clicks"), State(E.state, "data"), prevent_initial_call=True)
+    Output(E.saved, "children"), Input(E.png, "n_clicks"), Input(E.svg, "n_clicks"), State(E.state, "data"),
+    prevent_initial_call=True)
 
 
 # Runs in the browser: a click on the heatmap or a per-relation panel becomes a navigation to that site's page, with
@@ -342,7 +356,8 @@ clientside_callback(
         if (!c || !c.points || !c.points.length) { return window.dash_clientside.no_update; }
         const p = c.points[0];  // the axes are the indices: x = head, y = layer
         const head = state.mlp ? -1 : p.x;
-        return "/head?" + new URLSearchParams({key: state.key, layer: p.y, head: head, alpha: JSON.stringify(state.alpha)}).toString();
+        return "/head?" + new URLSearchParams({key: state.key, layer: p.y, head: head, alpha: \
+JSON.stringify(state.alpha)}).toString();
     }""",
     Output(ids.shell.url, "href"), Input(E.heatmap, "clickData"), Input(E.multiples, "clickData"), State(E.state, "data"),
     prevent_initial_call=True)

@@ -49,7 +49,8 @@ def layout(**_):
         html.Div([
             field("Vector", dcc.Dropdown(id=X.vector, options=vecs, value=vecs[0]["value"] if vecs else None, clearable=False),
                   X.vector_error),
-            field("Format", dcc.RadioItems(id=X.vec_format, options=[{"label": "safetensors + json (zip)", "value": "safetensors"},
+            field("Format", dcc.RadioItems(id=X.vec_format, options=[{"label": "safetensors + json (zip)",
+                                                                      "value": "safetensors"},
                                                                      {"label": "ScAle .npy (zip)", "value": "npy"}],
                                            value="safetensors", inline=True)),
         ], className="controls"),

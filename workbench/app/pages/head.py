@@ -39,13 +39,15 @@ def _which(d: dict) -> str:
 
 def _curve(d: dict) -> dict:
     pts = d["curve"]
-    trace = {"type": "scatter", "x": [p["alpha"] for p in pts], "y": [p["mean"] for p in pts], "mode": "lines+markers", "name": "mean",
+    trace = {"type": "scatter", "x": [p["alpha"] for p in pts], "y": [p["mean"] for p in pts], "mode": "lines+markers",
+             "name": "mean",
              "error_y": {"type": "data", "symmetric": False, "array": [p["high"] - p["mean"] for p in pts],
                          "arrayminus": [p["mean"] - p["low"] for p in pts]},
              "hovertemplate": "α = %{x:g}: %{y:.4f}<extra></extra>"}
     zero = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0, "line": {"color": "#999", "width": 1}}
     what = "scaling the layer's MLP output" if d["is_mlp"] else "scaling the head's output"
-    return {"data": [trace], "layout": {**_LAYOUT, "title": _title(f"α-curve of {d['site']} ({what}; 95% CI)", f"mean over {_which(d)}"),
+    return {"data": [trace], "layout": {**_LAYOUT, "title": _title(f"α-curve of {d['site']} ({what}; 95% CI)",
+                                                                   f"mean over {_which(d)}"),
                                         "xaxis": {"title": {"text": "α (1 = the unchanged model)"}},
                                         "yaxis": {"title": {"text": d["metric_axis"]}}, "shapes": [zero]}}
 
@@ -62,7 +64,8 @@ def _relations(d: dict) -> dict:
 def _probe_card(p: dict, *extra) -> html.Div:
     return html.Div([html.Img(src=p["image"], className="thumb", alt=p["probe_id"]) if p["image"] else None, *extra,
                      html.Div(p["question"] or p["probe_id"], className="probe-q"),
-                     html.Div([html.Span(f"answer: {p['answer']}")] + [html.Span(x, className="mono") for x in p.get("lines", [])],
+                     html.Div([html.Span(f"answer: {p['answer']}")] + [html.Span(x, className="mono")
+                                                                       for x in p.get("lines", [])],
                               className="probe-meta")],
                     className="probe-card", **({"data-probe": p["probe_id"]} if p.get("probe_id") else {}))
 
@@ -70,7 +73,8 @@ def _probe_card(p: dict, *extra) -> html.Div:
 def _colour_bar(scale_max: float) -> html.Div:
     """The attention maps' shared scale: frame opacity 0 … 1 over 0 … ``scale_max`` (exact value in ``data-max``)."""
     return html.Div([html.Div(className="att-bar-ramp"),
-                     html.Div([html.Span("0%"), html.Span(percent(scale_max), className="att-bar-max")], className="att-bar-ends"),
+                     html.Div([html.Span("0%"), html.Span(percent(scale_max), className="att-bar-max")],
+                              className="att-bar-ends"),
                      html.Div(ATTENTION_UNIT, className="att-bar-unit")],
                     className="att-bar", **{"data-max": repr(float(scale_max))})
 

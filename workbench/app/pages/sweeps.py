@@ -41,15 +41,21 @@ def layout(**_):
         html.H2("Run a sweep"),
         store_notice(S),
         html.Div([
-            field("Model", dcc.Dropdown(id=S.model, **KEEP, options=known_models(), value=s.model, clearable=False), S.model_error),
-            field("or a model folder / hub id", dcc.Input(id=S.model_path, **KEEP, type="text", placeholder="/path/to/llava-folder",
+            field("Model", dcc.Dropdown(id=S.model, **KEEP, options=known_models(), value=s.model, clearable=False),
+                  S.model_error),
+            field("or a model folder / hub id", dcc.Input(id=S.model_path, **KEEP, type="text",
+                                                          placeholder="/path/to/llava-folder",
                                                           debounce=False, className="text")),
-            field("Probe set", dcc.Dropdown(id=S.probes, **KEEP, options=probe_options(), value=DEFAULT_PROBES, clearable=False), S.probes_error),
+            field("Probe set", dcc.Dropdown(id=S.probes, **KEEP, options=probe_options(), value=DEFAULT_PROBES, clearable=False),
+                  S.probes_error),
             field("α values", dcc.Input(id=S.alphas, **KEEP, type="text", value="0, 0.5, 2", className="text"), S.alphas_error,
                   hint="comma-separated; α = 0 ablates, 1 alone (the identity) measures nothing"),
-            field("Metric", dcc.Dropdown(id=S.metric, **KEEP, options=list(METRICS), value="logit_diff", clearable=False), S.metric_error),
-            field("Positions", dcc.RadioItems(id=S.positions, **KEEP, options=["last", "all"], value="last", inline=True), S.positions_error),
-            field("Target", dcc.RadioItems(id=S.target, **KEEP, options=["heads", "mlp"], value="heads", inline=True), S.target_error),
+            field("Metric", dcc.Dropdown(id=S.metric, **KEEP, options=list(METRICS), value="logit_diff", clearable=False),
+                  S.metric_error),
+            field("Positions", dcc.RadioItems(id=S.positions, **KEEP, options=["last", "all"], value="last", inline=True),
+                  S.positions_error),
+            field("Target", dcc.RadioItems(id=S.target, **KEEP, options=["heads", "mlp"], value="heads", inline=True),
+                  S.target_error),
         ], className="controls"),
         html.Button("Launch sweep", id=S.launch, className="button", n_clicks=0),
         html.Div(id=S.message, className="message"),
@@ -96,7 +102,8 @@ def jobs(_, __, seen):
     return cards, signature
 
 
-@callback(Output(S.message, "children", allow_duplicate=True), Input(S.match("cancel", ALL), "n_clicks"), prevent_initial_call=True)
+@callback(Output(S.message, "children", allow_duplicate=True), Input(S.match("cancel", ALL), "n_clicks"),
+          prevent_initial_call=True)
 def cancel(clicks):
     if not ctx.triggered_id or not any(clicks):
         return no_update

@@ -40,27 +40,33 @@ def layout(**_):
         html.H2("Train a ScAle vector"),
         store_notice(T),
         html.Div([
-            field("Model", html.Div([dcc.Dropdown(id=T.model, **KEEP, options=known_models(), value=str(DEFICIT_MODEL), clearable=False),
+            field("Model", html.Div([dcc.Dropdown(id=T.model, **KEEP, options=known_models(), value=str(DEFICIT_MODEL),
+                                                  clearable=False),
                                      html.Div(id=T.model_hint, className="field-hint")]), T.model_error),
             field("Vector name", dcc.Input(id=T.name, **KEEP, type="text", value="fix", className="text"), T.name_error),
-            field("Probe set", dcc.Dropdown(id=T.probes, **KEEP, options=train_probe_options(), value=DEFAULT_PROBES, clearable=False),
+            field("Probe set", dcc.Dropdown(id=T.probes, **KEEP, options=train_probe_options(), value=DEFAULT_PROBES,
+                                            clearable=False),
                   T.probes_error,
                   hint="default: fresh probes of every task to train on (half spatial, half control), "
                        "the 500-probe held-out set (spatial and control) to test"),
-            field("Mode", dcc.RadioItems(id=T.mode, **KEEP, options=["attn", "mlp", "both"], value=D["mode"], inline=True), T.mode_error),
+            field("Mode", dcc.RadioItems(id=T.mode, **KEEP, options=["attn", "mlp", "both"], value=D["mode"], inline=True),
+                  T.mode_error),
             field("Positions", dcc.RadioItems(id=T.positions, **KEEP, options=["last", "all"], value=D["positions"], inline=True),
                   T.positions_error, hint="scale every position, or only the answer's (ScAle's reference)"),
             field("Heads", dcc.RadioItems(id=T.head_choice, **KEEP, options=[{"label": "all heads", "value": "all"},
-                                                                     {"label": "only these", "value": "listed"}], value="all", inline=True)),
+                                                                     {"label": "only these", "value": "listed"}], value="all",
+                                          inline=True)),
             field("Head set", html.Div([dcc.Input(id=T.heads, **KEEP, type="text", placeholder="L0H4, L2H1", className="text"),
-                                        dcc.Dropdown(id=T.saved, options=saved, placeholder="or a saved head set")]), T.heads_error),
+                                        dcc.Dropdown(id=T.saved, options=saved, placeholder="or a saved head set")]),
+                  T.heads_error),
             field("s_max", dcc.Input(id=T.s_max, **KEEP, type="number", value=D["s_max"], className="num"), T.s_max_error,
                   hint="each scale stays in [1 − s_max, 1 + s_max]"),
             field("Epochs", dcc.Input(id=T.epochs, **KEEP, type="number", value=D["epochs"], className="num"), T.epochs_error,
                   hint="the best epoch (validation loss) is kept"),
             field("Learning rate", dcc.Input(id=T.lr, **KEEP, type="number", value=D["lr"], className="num"), T.lr_error),
             field("Batch", dcc.Input(id=T.batch, **KEEP, type="number", value=D["batch"], className="num"), T.batch_error),
-            field("Training probes", dcc.Input(id=T.n_train, **KEEP, type="number", value=D["n_train"], className="num"), T.n_train_error,
+            field("Training probes", dcc.Input(id=T.n_train, **KEEP, type="number", value=D["n_train"], className="num"),
+                  T.n_train_error,
                   hint="for the default probe set"),
         ], className="controls"),
         html.P(["Defaults: the organism study's ScAle all-positions setting (",
@@ -104,7 +110,8 @@ def use_saved(heads):
     return (heads, "listed") if heads else (no_update, no_update)
 
 
-@callback(Output(T.message, "children"), Output(T.launched, "data"), *[Output(getattr(T, f"{f}_error"), "children") for f in FIELDS],
+@callback(Output(T.message, "children"), Output(T.launched, "data"),
+          *[Output(getattr(T, f"{f}_error"), "children") for f in FIELDS],
           Input(T.launch, "n_clicks"), *[State(getattr(T, f), "value") for f in FIELDS], State(T.head_choice, "value"),
           prevent_initial_call=True)
 def launch(_, model, name, probes, mode, positions, heads, s_max, epochs, lr, batch, n_train, head_choice):
@@ -130,7 +137,8 @@ def curves(points: list[dict]) -> go.Figure:
     epochs = [p for p in points if p.get("kind") == "epoch" and "val_loss" in p]
     x = [p["global_step"] for p in steps]
     fig.add_trace(go.Scatter(x=x, y=[p["loss"] for p in steps], name="train loss (running)", line={"color": "#1f77b4"}), 1, 1)
-    fig.add_trace(go.Scatter(x=x, y=[p["accuracy"] for p in steps], name="train accuracy (running)", line={"color": "#1f77b4"}), 1, 2)
+    fig.add_trace(go.Scatter(x=x, y=[p["accuracy"] for p in steps], name="train accuracy (running)", line={"color": "#1f77b4"}),
+                  1, 2)
     if epochs:
         xe = [p["global_step"] for p in epochs]
         fig.add_trace(go.Scatter(x=xe, y=[p["val_loss"] for p in epochs], name="validation loss", mode="lines+markers",
@@ -139,7 +147,8 @@ def curves(points: list[dict]) -> go.Figure:
                                  line={"color": "#d62728"}), 1, 2)
     fig.update_xaxes(title_text="optimizer step")
     fig.update_yaxes(range=[0, 1], row=1, col=2)
-    fig.update_layout(height=320, margin={"l": 50, "r": 10, "t": 40, "b": 40}, plot_bgcolor="white", legend={"orientation": "h", "y": -0.3})
+    fig.update_layout(height=320, margin={"l": 50, "r": 10, "t": 40, "b": 40}, plot_bgcolor="white",
+                      legend={"orientation": "h", "y": -0.3})
     return fig
 
 
@@ -147,7 +156,8 @@ def _vector_table(rows: list[dict]) -> dash_table.DataTable | html.P:
     if not rows:
         return html.P("No saved vector yet.", className="hint")
     dash_if_none = lambda v: "–" if v is None else v  # noqa: E731  (an imported vector has no training record)
-    table = [{"name": r["name"], "model": r["model"], "mode": r["mode"], "positions": r["positions"], "parameters": dash_if_none(r["n_params"]),
+    table = [{"name": r["name"], "model": r["model"], "mode": r["mode"], "positions": r["positions"],
+              "parameters": dash_if_none(r["n_params"]),
               "best epoch": dash_if_none(r["best_epoch"]), **eval_cells(r["before"], r["after"]),
               "test probes": (f"{r['eval_probes']} ({r['eval_n']})" if r["eval_n"] else r["eval_probes"]) or NOT_MEASURED}
              for r in rows]
@@ -189,13 +199,16 @@ def watch(_, job_id, launched, seen):
         return no_update, no_update, no_update, no_update, no_update, no_update
     value_out = value if value != job_id else no_update
     if job is None:
-        return (options, value_out, html.P("Launch a run to see its curves here.", className="hint"), curves([]), _vector_table(saved),
+        return (options, value_out, html.P("Launch a run to see its curves here.", className="hint"), curves([]),
+                _vector_table(saved),
                 signature)
     extra = html.Div(job_result(job), className="job-result") if job.state == "done" else None
-    return options, value_out, job_card(job, T.match("cancel", job.id), extra), curves(list(job.points)), _vector_table(saved), signature
+    return (options, value_out, job_card(job, T.match("cancel", job.id), extra), curves(list(job.points)), _vector_table(saved),
+            signature)
 
 
-@callback(Output(T.message, "children", allow_duplicate=True), Input(T.match("cancel", ALL), "n_clicks"), prevent_initial_call=True)
+@callback(Output(T.message, "children", allow_duplicate=True), Input(T.match("cancel", ALL), "n_clicks"),
+          prevent_initial_call=True)
 def cancel(clicks):
     if not ctx.triggered_id or not any(c for c in clicks if c):
         return no_update

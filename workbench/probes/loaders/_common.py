@@ -82,7 +82,8 @@ def read_table(path: Path) -> list[dict]:
         try:
             df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several types for a damaged file
-            raise WorkbenchError(f"{path} is not a readable parquet file ({type(e).__name__})", "re-download or re-export it") from e
+            raise WorkbenchError(f"{path} is not a readable parquet file ({type(e).__name__})",
+                                 "re-download or re-export it") from e
         return df.to_dict(orient="records")
     if suffix == ".json" and path.read_text(encoding="utf-8", errors="replace").lstrip().startswith("["):
         records = read_json(path)
