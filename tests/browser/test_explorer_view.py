@@ -154,7 +154,9 @@ def test_ranked_table_search_and_click_open_the_head_page(pg, app):
     page.fill("#explorer-search", "L4H")
     page.press("#explorer-search", "Enter")
     page.wait_for_url("**search=L4H*", timeout=15_000)
-    page.locator("#explorer-table td[data-column='site']").first.wait_for(timeout=15_000)
+    page.wait_for_function(  # the table redrawn for the search (the URL can change before the rows do)
+        """() => { const c = [...document.querySelectorAll("#explorer-table td[data-column='site']")];
+                   return c.length > 0 && c.every(td => td.innerText.startsWith("L4H")); }""", timeout=30_000)
     sites = page.locator("#explorer-table td[data-column='site']").all_inner_texts()
     assert sorted(sites) == sorted(f"L4H{h}" for h in range(8))
     target = sites[2]
