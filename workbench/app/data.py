@@ -35,6 +35,16 @@ from workbench.store.effects import EffectStore
 from workbench.store.library import Library
 
 ALL = "all"  # the relation filter meaning "every probe"
+IDENTITY = 1.0  # α = 1 leaves the model unchanged: every effect there is 0 by construction
+
+
+def default_alpha(alphas) -> float | None:
+    """The α a page opens a sweep at (explorer, head page ranking, compare, export): 0, the ablation, where it was swept;
+    else the first α other than the identity; else the first (None for no α)."""
+    values = [float(a) for a in alphas]
+    if 0.0 in values:
+        return 0.0
+    return next((a for a in values if a != IDENTITY), values[0] if values else None)
 
 
 def png_uri(image: Image.Image) -> str:
@@ -246,10 +256,9 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
     relations = sorted(set(data.relations) - {""})
     per_relation = {r: [float(v_all[data.mask(r), i].mean()) for i in range(len(data.alphas))] for r in relations}
     relation_n = {r: int(data.mask(r).sum()) for r in relations}
-    ranked = [i for i, a in enumerate(data.alphas) if a != 1.0] or [0]
-    first = next((i for i in ranked if data.alphas[i] == 0.0), ranked[0])
+    first = data.alphas.index(default_alpha(data.alphas))
     if alpha is not None:
-        hit = [i for i in ranked if abs(data.alphas[i] - float(alpha)) < 1e-12]
+        hit = [i for i, a in enumerate(data.alphas) if a != IDENTITY and abs(a - float(alpha)) < 1e-12]
         if hit:
             first = hit[0]
         else:

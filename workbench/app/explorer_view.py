@@ -20,33 +20,23 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from workbench.app.data import ALL, Matrix, SweepData, site_label
+from workbench.app.data import ALL, Matrix, SweepData, default_alpha, site_label
+from workbench.app.head_visuals import metric_note
+from workbench.organism import planted_record
 from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS
 
 CHOICES = ("model", "probes", "intervention", "metric")
 QUERY_KEYS = ("key", *CHOICES, "alpha", "task", "relation", "search")
 FAMILIES = {"spatial": SPATIAL_TASKS, "control": CONTROL_TASKS}
-PLANTED_FILE = "planted.json"
-
-METRIC_DEFINITIONS = {
-    "logit_diff": ("Δ logit diff = intervened − clean logit difference (the correct option's logit minus the best wrong "
-                   "option's), per probe, averaged; negative = the intervention hurts the answer, 0 = no change."),
-    "accuracy": ("Δ accuracy = intervened − clean accuracy (1 when the correct option has the highest logit among the "
-                 "options, else 0), averaged over probes; negative = the intervention hurts, −0.1 = 10 points fewer right."),
-    "p_correct": ("Δ p(correct) = intervened − clean probability of the correct option (softmax over the options only), "
-                  "averaged over probes; negative = the intervention hurts the answer."),
-    "kl": ("KL(clean ‖ intervened) over the whole vocabulary, in nats, averaged over probes: how much the output "
-           "distribution changes at all (≥ 0, no sign: it does not say whether the answer got better or worse)."),
-}
-
 
 def metric_definition(metric: str) -> str:
-    return METRIC_DEFINITIONS.get(metric, f"Δ {metric} = intervened − clean, averaged over probes.")
+    """The sentence under the heatmap: the head page's (:func:`~workbench.app.head_visuals.metric_note`), one text for
+    both."""
+    return metric_note(metric)
 
 
 def hurts_low(metric: str) -> bool:
@@ -113,8 +103,7 @@ def resolve(rows: list[dict], chosen: dict) -> tuple[dict, dict]:
         rows = hit
     alphas = sorted({a for r in rows for a in r["alphas"]})
     options["alpha"] = alphas
-    default_alpha = 0.0 if 0.0 in alphas else (alphas[0] if alphas else None)
-    values["alpha"] = chosen.get("alpha") if chosen.get("alpha") in alphas else default_alpha
+    values["alpha"] = chosen.get("alpha") if chosen.get("alpha") in alphas else default_alpha(alphas)
     rows = [r for r in rows if values["alpha"] in r["alphas"]]
     values["key"] = rows[0]["key"] if rows else None
     return options, values
@@ -270,12 +259,12 @@ def planted_heads(folder: Path | None, shape: tuple[int, int]) -> tuple[list[tup
     """(the ``[layer, head]`` sites a planted-deficit organism's ``planted.json`` records as turned down, the record)
     for a model ``folder``; None when the folder has no readable ``planted.json``. Sites outside ``shape`` are left
     out (the file belongs to another model than the sweep's)."""
-    if folder is None or not (Path(folder) / PLANTED_FILE).is_file():
+    record = planted_record(folder)
+    if record is None:
         return None
     try:
-        record = json.loads((Path(folder) / PLANTED_FILE).read_text())
         heads = [(int(a), int(b)) for a, b in record["heads"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, TypeError):
         return None
     return [(a, b) for a, b in heads if 0 <= a < shape[0] and 0 <= b < shape[1]], record
 

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
+from workbench.app.data import default_alpha
 from workbench.jobs.params import DEFAULT_PROBES, IDENTITY
 from workbench.jobs.registry import Job
 
@@ -124,4 +125,4 @@ def alpha_options(alphas) -> tuple[list[dict], float | None]:
     opts = [{"label": f"{float(a):g}" + (" (identity: nothing to rank)" if float(a) == IDENTITY else ""), "value": float(a),
              "disabled": float(a) == IDENTITY} for a in alphas]
     ranked = rankable_alphas(alphas)
-    return opts, (ranked[0] if ranked else None)
+    return opts, (default_alpha(ranked) if ranked else None)

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from workbench.app.data import default_alpha
+from workbench.organism import planted_record
 
 NOT_MEASURED = "not measured"
 FAMILIES = ("spatial", "control")
@@ -49,12 +51,8 @@ def result_line(name: str, before: dict | None, after: dict | None, n: int | Non
 
 def planted_count(folder: str | Path) -> int | None:
     """Number of heads a planted-deficit folder damaged (``planted.json``'s ``heads``); None when it has none."""
-    path = Path(folder) / "planted.json"
-    try:
-        heads = json.loads(path.read_text()).get("heads")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return len(heads) if isinstance(heads, list) else None
+    record = planted_record(folder)
+    return None if record is None else len(record["heads"])
 
 
 def model_label(name: str, folder: str | Path) -> str:
@@ -69,9 +67,7 @@ def alpha_choices(alpha_lists: Iterable[Sequence[float]]) -> tuple[list[float], 
     values = sorted({float(a) for alphas in alpha_lists for a in alphas})
     if not values:
         return [], None
-    if 0.0 in values:
-        return values, 0.0
-    return values, next((a for a in values if a != 1.0), values[0])
+    return values, default_alpha(values)
 
 
 def shared_range(panels: Sequence[np.ndarray], center: float) -> tuple[float, float]:

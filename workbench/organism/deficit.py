@@ -32,11 +32,11 @@ from workbench.errors import WorkbenchError
 from workbench.evaluation import score
 from workbench.interventions.core import HeadScale
 from workbench.models.load import load_vlm
+from workbench.organism import PLANTED_FILE
 from workbench.organism.train import OrganismConfig, eval_probes
 from workbench.probes.generate import generate
 from workbench.probes.probeset import ProbeSet
 
-PLANTED_FILE = "planted.json"
 CONTROL = ("color", "shape", "count", "exists")
 TARGETS = (0.25, 0.03)  # held-out: the least spatial drop, the largest drop of any control task (issue 4)
 
