@@ -18,8 +18,9 @@ import argparse
 import sys
 
 from workbench.evaluation import score
+from workbench.lab.config import OrganismConfig
 from workbench.models.load import load_vlm
-from workbench.organism.train import OrganismConfig, eval_probes
+from workbench.organism.probesets import eval_probes
 from workbench.probes.generate import generate
 from workbench.probes.probeset import ProbeSet
 

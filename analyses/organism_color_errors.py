@@ -16,7 +16,7 @@ import sys
 from workbench.interventions.backends import make_backend
 from workbench.models.load import load_vlm
 from workbench.models.prompts import build_batch
-from workbench.organism.train import eval_probes
+from workbench.organism.probesets import eval_probes
 
 
 def main(paths: list[str]) -> int:

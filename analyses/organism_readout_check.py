@@ -1,7 +1,7 @@
 """Does an organism's vision tower encode shape apart from color? Its patch read-outs, on the held-out set.
 
 A run trained with the auxiliary patch loss (``--patch-loss``) keeps linear read-outs of the color and the
-shape of the object each image token shows (``workbench.organism.train.PatchReadout``), fitted on
+shape of the object each image token shows (``workbench.lab.readouts.PatchReadout``), fitted on
 *training* color–shape pairs only. Applied to the tokens of the fixed evaluation set, split by whether the
 object's pair was seen in training or held out, they answer the question behind the control targets: a
 tower that encodes shape as a direction of its own reads a held-out pair's shape as well as a seen one's;
@@ -27,8 +27,12 @@ import torch
 
 
 def check(path: Path) -> dict[str, float]:
-    from workbench.organism.data import color_token_table, encode
-    from workbench.organism.train import OrganismConfig, PatchReadout, WhereReadout, eval_probes, from_checkpoint, load_checkpoint
+    from workbench.lab.checkpoint import load_checkpoint
+    from workbench.lab.config import OrganismConfig
+    from workbench.lab.data import color_token_table, encode
+    from workbench.lab.model import from_checkpoint
+    from workbench.lab.readouts import PatchReadout, WhereReadout
+    from workbench.organism.probesets import eval_probes
     from workbench.probes.scenes import PALETTE, SHAPES
 
     state = load_checkpoint(path)

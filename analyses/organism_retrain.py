@@ -7,6 +7,7 @@ two runs of one recipe are compared on the fixed 500-probe evaluation set, task 
     # one run (a GPU takes ~10 min; a CPU days): writes DIR/NAME (a model folder) and DIR/NAME.log
     python analyses/organism_retrain.py train --out DIR --name a --seed 0
     # a large pool of training items rendered once by all CPUs, shared (memory-mapped) by the runs
+    # (`workbench lab pool` does the same for the shipped scene geometry)
     python analyses/organism_retrain.py pool --dir /dev/shm/pool --n-train 2000000
     python analyses/organism_retrain.py train --out DIR --name a --data pool --pool /dev/shm/pool --n-train 2000000
     # the table: one column per run, the largest gap between runs, and the pass/fail per task
@@ -14,9 +15,11 @@ two runs of one recipe are compared on the fixed 500-probe evaluation set, task 
     # a run's curve per task, as markdown: from its training.json, or from its checkpoint while it trains
     python analyses/organism_retrain.py curve DIR/a.ckpt
     # a checkpoint as an organism folder, to start a later stage from it (train … --init DIR/a_stage)
-    python analyses/organism_retrain.py export DIR/a.ckpt DIR/a_stage
+    python analyses/organism_retrain.py export DIR/a.ckpt DIR/a_stage     # = workbench lab export
 
-Runs of one recipe can train side by side on one GPU (each takes a few GB).
+Runs of one recipe can train side by side on one GPU (each takes a few GB). ``train`` and ``pool`` take
+every ``OrganismConfig`` field as an option (``--n-train``, ``--where-layer``, ``--zero-projector 1``, …);
+the work itself is the lab's (:mod:`workbench.lab`), this script only parses, logs and prints.
 """
 
 from __future__ import annotations
@@ -26,22 +29,25 @@ import json
 import sys
 from pathlib import Path
 
-OPTIONS = (("--batch", int), ("--lr", float), ("--steps", int), ("--n-train", int), ("--data", str), ("--warmup", int),
-           ("--eval-every", int), ("--layers", int), ("--patch", int), ("--grid", int), ("--object-size", int), ("--canvas", int),
-           ("--zero-projector", lambda v: bool(int(v))), ("--patch-loss", float), ("--init", str), ("--patch-reach", int),
-           ("--where-loss", float), ("--where-layer", int),
-           ("--label-smoothing", float), ("--confidence", float))
+
+def options() -> dict[str, object]:
+    """``--flag`` → argparse type for every OrganismConfig field but ``seed`` (its own option): read from the config
+    itself, so a field added there is an option here. A bool is given as 0 or 1."""
+    from workbench.lab.config import field_types
+
+    return {f"--{name.replace('_', '-')}": (lambda v: bool(int(v))) if kind is bool else kind
+            for name, kind in field_types().items() if name != "seed"}
 
 
 def config(args: argparse.Namespace):
-    from workbench.organism.train import OrganismConfig
+    from workbench.lab.config import OrganismConfig, field_types
 
-    names = (flag[2:].replace("-", "_") for flag, _ in OPTIONS)
+    names = [k for k in field_types() if k != "seed"]
     return OrganismConfig(seed=args.seed, **{k: getattr(args, k) for k in names if getattr(args, k) is not None})
 
 
 def train_one(args: argparse.Namespace) -> None:
-    from workbench.organism.train import train
+    from workbench.lab.train import train
 
     out = Path(args.out) / args.name
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -52,23 +58,18 @@ def train_one(args: argparse.Namespace) -> None:
 
 
 def build_pool(args: argparse.Namespace) -> None:
-    import tempfile
     import time
 
-    from workbench.organism.data import pool_key, render_pool, save_pool
-    from workbench.organism.train import build
+    from workbench.lab.train import build_pool
 
     cfg = config(args)
     t = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        _, _, processor = build(cfg, Path(tmp) / "m")
-        data = render_pool(processor, cfg.seed, cfg.n_train, cfg.scene, workers=args.workers)
-    save_pool(data, Path(args.dir), pool_key(cfg.seed, cfg.n_train, cfg.scene))
+    build_pool(cfg, Path(args.dir), workers=args.workers)
     print(f"pool of {cfg.n_train:,} items in {args.dir}: {time.time() - t:.0f}s")
 
 
 def table(folders: list[str]) -> int:
-    from workbench.organism.card import recipe
+    from workbench.lab.card import recipe
 
     runs = {Path(f).name: json.loads((Path(f) / "training.json").read_text()) for f in folders}
     tasks = list(next(iter(runs.values()))["eval"])
@@ -92,8 +93,8 @@ CURVE_TASKS = ("spatial", "control", "relation", "verify", "color", "shape", "co
 
 def curve(path: str) -> int:
     """Print a run's held-out curve per task (a training.json, a model folder holding one, or a checkpoint)."""
-    from workbench.organism.card import curve_table
-    from workbench.organism.train import load_checkpoint
+    from workbench.lab.card import curve_table
+    from workbench.lab.checkpoint import load_checkpoint
 
     p = Path(path)
     if p.is_dir():
@@ -106,15 +107,10 @@ def curve(path: str) -> int:
 def export(ckpt: str, folder: str) -> int:
     """Write a checkpoint's model as an organism folder (weights, tokenizer, processor, training.json with its
     config and curve so far): the starting point of a later stage (``train --init FOLDER``)."""
-    from workbench.organism.train import from_checkpoint, load_checkpoint
+    from workbench.lab.stages import export as export_checkpoint
 
-    state = load_checkpoint(Path(ckpt))
-    out = Path(folder)
-    from_checkpoint(state, out)
-    (out / "training.json").write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
-                                                     **({"threads": state["threads"]} if state.get("threads") else {})},
-                                                    indent=1) + "\n")
-    print(f"{ckpt} (step {state['step']}) written to {out}")
+    state = export_checkpoint(Path(ckpt), Path(folder))
+    print(f"{ckpt} (step {state['step']}) written to {folder}")
     return 0
 
 
@@ -132,7 +128,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0)
     for parser in (t, p):
-        for flag, kind in OPTIONS:
+        for flag, kind in options().items():
             parser.add_argument(flag, type=kind, default=None)
     c = sub.add_parser("table")
     c.add_argument("folders", nargs="+")

@@ -279,7 +279,7 @@ def test_unknown_device_is_one_line(device, words, no_model_load, llava_folder, 
 
 
 def test_organism_train_refuses_an_unknown_device(tmp_path):
-    r = run("organism", "train", "--out", tmp_path / "org", "--device", "gpu0", "--steps", "1")
+    r = run("lab", "train", "--out", tmp_path / "org", "--device", "gpu0", "--steps", "1")
     assert r.exit_code == 2, r.output
     assert "unknown device 'gpu0'" in one_line(r)
     assert listing(tmp_path) == {}

@@ -92,7 +92,8 @@ def test_console_entry_point_exits_nonzero_with_one_line(tmp_path):
 
 def test_every_subcommand_has_help():
     for cmd in ([], ["probes"], ["probes", "make"], ["probes", "show"], ["probes", "import"], ["model"], ["model", "info"],
-                ["model", "families"], ["organism"], ["organism", "train"], ["organism", "plant"], ["organism", "eval"],
+                ["model", "families"], ["organism"], ["organism", "eval"], ["organism", "train"], ["organism", "plant"],
+                ["lab"], ["lab", "train"], ["lab", "pool"], ["lab", "export"], ["lab", "plant"],
                 ["sweep"], ["store"], ["store", "ls"], ["store", "show"], ["store", "rm"],
                 ["store", "gc"], ["heads"], ["heads", "export"], ["heads", "import"]):
         r = run(*cmd, "--help")

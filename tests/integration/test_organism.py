@@ -14,9 +14,8 @@ from safetensors.torch import load_file
 
 from workbench.evaluation import score
 from workbench.models.load import load_vlm
-from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
-from workbench.organism.deficit import read_planted
-from workbench.organism.train import eval_probes
+from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL, read_planted
+from workbench.organism.probesets import eval_probes
 
 CONTROL = ("color", "shape", "count", "exists")
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="the organism is not built in assets/")

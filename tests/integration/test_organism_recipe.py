@@ -10,9 +10,13 @@ from typer.testing import CliRunner
 
 from workbench.cli import app
 from workbench.errors import WorkbenchError
+from workbench.lab.checkpoint import load_checkpoint
+from workbench.lab.config import OrganismConfig
+from workbench.lab.deficit import _surgery
+from workbench.lab.model import build, pick_device
+from workbench.lab.train import train, train_probes
 from workbench.models.load import load_vlm
-from workbench.organism.deficit import _surgery
-from workbench.organism.train import OrganismConfig, build, eval_probes, load_checkpoint, pick_device, train, train_probes
+from workbench.organism.probesets import eval_probes
 
 TINY = dict(n_train=256, steps=6, batch=32, eval_every=3, data="set", patch=8, grid=0, object_size=0, patch_loss=0.0, layers=2,
             heads=4, kv_heads=2, head_dim=8, vision_hidden=32, vision_layers=1)
@@ -57,15 +61,15 @@ def test_surgery_scales_only_the_planted_columns(llava_vlm):
 
 
 def test_bad_training_arguments(tmp_path):
-    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--steps", "0"])
+    r = CliRunner().invoke(app, ["lab", "train", "--out", str(tmp_path / "o"), "--steps", "0"])
     assert r.exit_code == 2 and "--steps and --batch must be positive" in r.output
-    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--data", "stream"])
+    r = CliRunner().invoke(app, ["lab", "train", "--out", str(tmp_path / "o"), "--data", "stream"])
     assert r.exit_code == 2 and "unknown training data kind 'stream'" in r.output
-    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--patch-loss", "-1"])
+    r = CliRunner().invoke(app, ["lab", "train", "--out", str(tmp_path / "o"), "--patch-loss", "-1"])
     assert r.exit_code == 2 and "patch_loss must be a weight ≥ 0, got -1.0" in r.output
-    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--label-smoothing", "1"])
+    r = CliRunner().invoke(app, ["lab", "train", "--out", str(tmp_path / "o"), "--label-smoothing", "1"])
     assert r.exit_code == 2 and "label_smoothing must be in [0, 1), got 1.0" in r.output
-    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--confidence", "1"])
+    r = CliRunner().invoke(app, ["lab", "train", "--out", str(tmp_path / "o"), "--confidence", "1"])
     assert r.exit_code == 2 and "confidence must be in [0, 1), got 1.0" in r.output
     if not torch.cuda.is_available():
         with pytest.raises(WorkbenchError, match="no CUDA GPU is visible"):
@@ -73,7 +77,7 @@ def test_bad_training_arguments(tmp_path):
     assert not (tmp_path / "o").exists()
     r = CliRunner().invoke(app, ["organism", "eval", "--model", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "does not exist" in r.output
-    r = CliRunner().invoke(app, ["organism", "plant", "--intact", str(tmp_path / "missing"), "--out", str(tmp_path / "d")])
+    r = CliRunner().invoke(app, ["lab", "plant", "--intact", str(tmp_path / "missing"), "--out", str(tmp_path / "d")])
     assert r.exit_code == 2 and "is not a model folder" in r.output and not (tmp_path / "d").exists()
 
 
@@ -111,7 +115,7 @@ def test_a_run_resumed_with_another_thread_count_records_both_and_says_so(tmp_pa
 
 def test_plant_refuses_a_model_without_spatial_heads(llava_folder, tmp_path):
     """A random model has no head whose ablation costs 30 spatial points: planting must refuse and write nothing."""
-    from workbench.organism.deficit import plant
+    from workbench.lab.deficit import plant
 
     with pytest.raises(WorkbenchError, match="no set of 4–8 heads"):
         plant(llava_folder, tmp_path / "deficit", n_select=48, log=lambda m: None)
@@ -124,10 +128,10 @@ def test_plant_writes_nothing_that_misses_the_held_out_targets_and_records_what_
     cannot cost 25 held-out spatial points: refused, nothing written. With the held-out check waived too the
     folder is written, and the held-out scores in planted.json are those of the written model."""
     from workbench.evaluation import score
+    from workbench.lab.card import deficit_card
+    from workbench.lab.deficit import plant
     from workbench.models.load import load_vlm
-    from workbench.organism.card import deficit_card
-    from workbench.organism.deficit import plant, read_planted
-    from workbench.organism.train import eval_probes
+    from workbench.organism import read_planted
 
     loose = dict(n_select=48, log=lambda m: None, factors=(0.1,), control_budget=1.0, min_drop=-1.0)
     with pytest.raises(WorkbenchError, match=r"miss the held-out targets: spatial drops -?\d+\.\d points \(needs ≥ 25\)"):
@@ -144,7 +148,7 @@ def test_plant_writes_nothing_that_misses_the_held_out_targets_and_records_what_
 
 
 def test_vectorised_encoding_equals_the_processor_and_refuses_a_mismatch(llava_vlm, probes32, small_probes):
-    from workbench.organism.data import encode
+    from workbench.lab.data import encode
 
     proc = llava_vlm.processor
     data = encode(proc, probes32, check=len(probes32))  # every item compared with the processor's own output
@@ -160,8 +164,7 @@ def test_vectorised_encoding_equals_the_processor_and_refuses_a_mismatch(llava_v
 def test_training_pool_is_the_same_for_any_worker_count_and_round_trips(tmp_path):
     """A pool is chunks of independent streams: 1 or 2 workers give identical arrays; its scenes never hold a
     held-out pair; saved and loaded (pixels memory-mapped) it is unchanged; another config's key is refused."""
-    from workbench.organism.data import CHUNK, load_pool, pool_key, render_pool, save_pool
-    from workbench.organism.train import build
+    from workbench.lab.data import CHUNK, load_pool, pool_key, render_pool, save_pool
 
     cfg = OrganismConfig(**{**TINY, "n_train": CHUNK + 40, "data": "pool"})
     _, _, proc = build(cfg, tmp_path / "m")
@@ -198,8 +201,8 @@ def test_training_from_a_pool_is_seeded(tmp_path):
 def test_image_spread_reads_a_collapsed_vision_tower_as_zero(tmp_path):
     """The plateau diagnostic: projected image tokens that are all one vector give spread 0 (hand case:
     projector output = its bias); a fresh tower gives clearly distinct tokens."""
-    from workbench.organism.data import encode
-    from workbench.organism.train import build, image_spread
+    from workbench.lab.data import encode
+    from workbench.lab.train import image_spread
 
     cfg = OrganismConfig(**TINY)
     model, _, proc = build(cfg, tmp_path / "m")
@@ -215,7 +218,7 @@ def test_image_spread_reads_a_collapsed_vision_tower_as_zero(tmp_path):
 def test_patch_labels_mark_the_tokens_under_each_object():
     """Hand case: on a 64 px canvas a red circle centred at (40, 8) lies in 16 px patch (row 0, col 2) = token 2
     and in 8 px patch (row 1, col 5) = token 13; a blue square at (8, 56) in tokens 12 and 57; the rest are 0."""
-    from workbench.organism.data import Encoded, object_table
+    from workbench.lab.data import Encoded, object_table
     from workbench.probes.scenes import PALETTE, SHAPES, Scene, SceneObject
 
     scene = Scene(64, (SceneObject("red", "circle", 40, 8, 14), SceneObject("blue", "square", 8, 56, 14)), 0, 1)
@@ -290,13 +293,13 @@ def test_init_starts_from_the_given_folder_and_refuses_another_architecture(tmp_
         build(OrganismConfig(**{**TINY, "layers": 3}, init=str(tmp_path / "src")), tmp_path / "deeper")
     with pytest.raises(WorkbenchError, match="has no model.safetensors"):
         build(OrganismConfig(**TINY, init=str(tmp_path / "nowhere")), tmp_path / "none")
-    r = CliRunner().invoke(app, ["organism", "train", "--out", str(tmp_path / "o"), "--init", str(tmp_path / "nowhere")])
+    r = CliRunner().invoke(app, ["lab", "train", "--out", str(tmp_path / "o"), "--init", str(tmp_path / "nowhere")])
     assert r.exit_code != 0 and "has no model.safetensors" in r.output and not (tmp_path / "o").exists()
 
 
 def test_named_cells_are_the_rows_and_columns_of_the_two_objects_a_spatial_question_names(tmp_path):
     """Oracle: the scenes themselves (A = scene.a, B = scene.b, named in that order by relation and verify questions)."""
-    from workbench.organism.data import color_token_table, encode
+    from workbench.lab.data import color_token_table, encode
     from workbench.probes.scenes import Scene
 
     cfg = OrganismConfig(**{**TINY, "grid": 16, "object_size": 14, "patch": 16})
@@ -316,7 +319,7 @@ def test_named_cells_are_the_rows_and_columns_of_the_two_objects_a_spatial_quest
 def test_label_smoothing_is_the_answer_loss_of_the_first_step(tmp_path):
     """Oracle: the first step's logged loss is the answer loss of the initial model on the first batch,
     (1 − ε)·CE + ε·mean over the vocabulary of −log p, computed here by hand from the same seeded model and batch."""
-    from workbench.organism.data import encode
+    from workbench.lab.data import encode
 
     eps = 0.3
     cfg = OrganismConfig(**{**TINY, "steps": 1, "eval_every": 1})
@@ -356,7 +359,7 @@ class _Items:
 def test_answer_temperature_solves_the_confidence_equation():
     """Hand-computed oracle: logits 0 everywhere but m on the right answer give p = e^{Tm} / (e^{Tm} + V − 1), so the
     temperature for a target p* is ln(p*·(V − 1) / (1 − p*)) / m."""
-    from workbench.organism.train import answer_temperature
+    from workbench.lab.calibration import answer_temperature
 
     n, vocab, m = 12, 55, 2.0
     answers = torch.arange(n) % vocab
@@ -373,7 +376,7 @@ def test_answer_temperature_solves_the_confidence_equation():
 
 
 def test_folding_a_temperature_multiplies_every_logit(llava_vlm):
-    from workbench.organism.train import fold_temperature
+    from workbench.lab.calibration import fold_temperature
 
     model = llava_vlm.model
     inputs = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}

@@ -56,7 +56,7 @@ def payload_file(path: pathlib.Path, marker: pathlib.Path, extra: dict | None = 
 def test_a_checkpoint_carrying_code_is_refused_before_anything_runs(tmp_path):
     ckpt, marker = payload_file(tmp_path / "state.pt", tmp_path / "ran.txt"), tmp_path / "ran.txt"
     before = tree(tmp_path)
-    r = CliRunner().invoke(cli, ["organism", "train", "--out", str(tmp_path / "o"), "--steps", "2", "--batch", "2",
+    r = CliRunner().invoke(cli, ["lab", "train", "--out", str(tmp_path / "o"), "--steps", "2", "--batch", "2",
                                  "--n-train", "4", "--device", "cpu", "--checkpoint", str(ckpt)])
     assert not marker.exists(), "the checkpoint's payload ran"
     assert r.exit_code == 2, r.output
@@ -69,7 +69,7 @@ def test_a_checkpoint_carrying_code_is_refused_before_anything_runs(tmp_path):
 
 
 def test_the_checkpoint_reader_of_the_analyses_refuses_code_too(tmp_path):
-    from workbench.organism.train import load_checkpoint
+    from workbench.lab.checkpoint import load_checkpoint
 
     marker = tmp_path / "ran.txt"
     with pytest.raises(WorkbenchError, match="is not a workbench training checkpoint"):
@@ -82,7 +82,7 @@ def test_the_checkpoint_reader_of_the_analyses_refuses_code_too(tmp_path):
 
 def test_a_checkpoint_the_workbench_wrote_still_loads(tmp_path):
     """The real state's parts (tensors, optimizer and scheduler dicts, generator states, a curve) read back whole."""
-    from workbench.organism.train import load_checkpoint
+    from workbench.lab.checkpoint import load_checkpoint
 
     lin = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(lin.parameters(), lr=1e-3)
@@ -101,7 +101,7 @@ def test_a_checkpoint_the_workbench_wrote_still_loads(tmp_path):
 def test_a_pool_whose_meta_carries_code_is_refused(tmp_path):
     import numpy as np
 
-    from workbench.organism.data import load_pool
+    from workbench.lab.data import load_pool
 
     pool, marker = tmp_path / "pool", tmp_path / "ran.txt"
     pool.mkdir()
@@ -111,7 +111,7 @@ def test_a_pool_whose_meta_carries_code_is_refused(tmp_path):
         load_pool(pool, {"seed": 0})
     assert not marker.exists(), "the pool's payload ran"
     before = tree(tmp_path)
-    r = CliRunner().invoke(cli, ["organism", "train", "--out", str(tmp_path / "o"), "--steps", "2", "--batch", "2",
+    r = CliRunner().invoke(cli, ["lab", "train", "--out", str(tmp_path / "o"), "--steps", "2", "--batch", "2",
                                  "--n-train", "4", "--device", "cpu", "--data", "pool", "--pool", str(pool)])
     assert not marker.exists(), "the pool's payload ran"
     assert r.exit_code == 2, r.output

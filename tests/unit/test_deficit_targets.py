@@ -3,7 +3,7 @@ task within 3), checked on hand-written accuracy tables."""
 
 from __future__ import annotations
 
-from workbench.organism.deficit import TARGETS, missed_targets
+from workbench.lab.deficit import TARGETS, missed_targets
 
 INTACT = {"spatial": 1.0, "color": 1.0, "shape": 1.0, "count": 0.984, "exists": 1.0, "relation": 1.0}
 

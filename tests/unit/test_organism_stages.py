@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from workbench.organism.card import _curves, _device, _init, recipe, recipe_commands, stages
-from workbench.organism.train import OrganismConfig, init_run
+from workbench.lab.card import _curves, _device, _init, recipe, recipe_commands, stages
+from workbench.lab.config import OrganismConfig
+from workbench.lab.stages import init_run
 
 
 def _curve(start: float, steps: tuple[int, ...]) -> list[dict]:
@@ -54,15 +55,15 @@ def test_the_card_retrains_a_staged_run_stage_by_stage_from_fresh_weights(tmp_pa
            "curve": _curve(2.0, (150, 300)), "init_run": init_run(str(tmp_path / "s1"))}
     lines = recipe_commands(two, "assets/models/organism", "ignored for a staged run").splitlines()
     assert lines == [
-        "workbench organism train --out /tmp/stage1 --seed 0 --steps 600 --checkpoint /tmp/stage1.ckpt --stop-after 500",
-        "python analyses/organism_retrain.py export /tmp/stage1.ckpt /tmp/stage1",
+        "workbench lab train --out /tmp/stage1 --seed 0 --steps 600 --checkpoint /tmp/stage1.ckpt --stop-after 500",
+        "workbench lab export /tmp/stage1.ckpt /tmp/stage1",
         "# stage 2 also sets where_layer=1 (analyses/organism_retrain.py takes these)",
-        "workbench organism train --out assets/models/organism --seed 0 --init /tmp/stage1 --steps 300 --lr 0.0003 "
+        "workbench lab train --out assets/models/organism --seed 0 --init /tmp/stage1 --steps 300 --lr 0.0003 "
         "--label-smoothing 0.3 --force",
     ]
     # a single-stage run is retrained by its own command line
-    assert recipe_commands(one, "x", "workbench organism train --out x --seed 0 --force") == (
-        "workbench organism train --out x --seed 0 --force")
+    assert recipe_commands(one, "x", "workbench lab train --out x --seed 0 --force") == (
+        "workbench lab train --out x --seed 0 --force")
 
 
 def test_the_card_pins_the_thread_count_a_cpu_stage_was_trained_with(tmp_path):
@@ -74,10 +75,10 @@ def test_the_card_pins_the_thread_count_a_cpu_stage_was_trained_with(tmp_path):
     two = {"config": _config(steps=300, init=str(tmp_path / "s1")), "curve": _curve(2.0, (150, 300)),
            "init_run": init_run(str(tmp_path / "s1")), "threads": [1, 2], "device": "cpu"}
     lines = recipe_commands(two, "out", "ignored").splitlines()
-    assert lines[0].startswith("OMP_NUM_THREADS=1 workbench organism train --out /tmp/stage1 ")
-    assert lines[2].startswith("workbench organism train --out out ")
+    assert lines[0].startswith("OMP_NUM_THREADS=1 workbench lab train --out /tmp/stage1 ")
+    assert lines[2].startswith("workbench lab train --out out ")
     assert _device(two) == "cpu (1/2 threads)" and _device({"device": "cuda"}) == "cuda"
-    assert recipe_commands(one, "x", "workbench organism train --out x") == "OMP_NUM_THREADS=1 workbench organism train --out x"
+    assert recipe_commands(one, "x", "workbench lab train --out x") == "OMP_NUM_THREADS=1 workbench lab train --out x"
 
 
 def test_a_recipe_ignores_init_folders_and_fills_fields_added_since_with_their_defaults(tmp_path):

@@ -119,7 +119,7 @@ def load_vlm(id_or_path: str | os.PathLike, device: str = "cpu", dtype: str | to
         _check_architecture(local / "config.json")
     elif not local.exists() and source.startswith((".", "/", "~")):
         raise WorkbenchError(f"model folder {source} does not exist",
-                             "check the path (the default organism is built with `workbench organism train`)")
+                             "check the path (the default organism is built with `workbench lab train`)")
     elif local.exists() or not _HUB_ID.match(source):
         raise WorkbenchError(f"model {source!r} is neither a model folder nor a hub id",
                              "pass a folder with config.json or an id like org/name")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from workbench.evaluation import Scores
-from workbench.organism.deficit import CONTROL
-from workbench.organism.deficit import TARGETS as DEFICIT_TARGETS
+from workbench.lab.deficit import CONTROL
+from workbench.lab.deficit import TARGETS as DEFICIT_TARGETS
 from workbench.probes.scenes import SceneSpec
 
 TASK_ORDER = ("relation", "verify", "color", "shape", "count", "exists", "spatial", "control", "all")
@@ -33,7 +33,7 @@ def curve_table(curve: list[dict], tasks: tuple[str, ...] = ("spatial", "control
     and seconds; about ``rows`` evenly spaced points and the last one (``None``: every point)."""
     step = max(1, len(curve) // rows) if rows else 1
     picked = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
-    spread = all("image_spread" in p for p in picked)  # logged since the plateau diagnosis; older curves lack it
+    spread = all("image_spread" in p for p in picked)  # a curve recorded before it was logged lacks it
     out = ["| step | loss | " + " | ".join(tasks) + " |" + (" image spread |" if spread else "")
            + (" seconds |" if seconds else ""),
            "| ---: | ---: |" + " ---: |" * len(tasks) + (" ---: |" if spread else "") + (" ---: |" if seconds else "")]
@@ -43,7 +43,7 @@ def curve_table(curve: list[dict], tasks: tuple[str, ...] = ("spatial", "control
 
 
 def _pool(c: dict) -> str:
-    return (", a pool of independently seeded chunks rendered by every CPU (`workbench.organism.data`)"
+    return (", a pool of independently seeded chunks rendered by every CPU (`workbench.lab.data`)"
             if c.get("data") == "pool" else "")
 
 
@@ -54,7 +54,7 @@ def _patch_loss(c: dict) -> str:
             "predict the color and the shape of the object centered in its patch"
             + (f" (or whose center lies within {c['patch_reach']} px of the patch's center)" if c.get("patch_reach") else "")
             + " and the token's row and column "
-            "(`workbench.organism.train.PatchReadout`; used only while training, not part of this model)")
+            "(`workbench.lab.readouts.PatchReadout`; used only while training, not part of this model)")
 
 
 def _label_smoothing(c: dict) -> str:
@@ -71,7 +71,7 @@ def _temperature(summary: dict) -> str:
     return (f"\n- After training, the logits were multiplied by {summary.get('temperature', float('nan')):.3f} "
             "(folded into `lm_head.weight`): "
             f"the factor that makes the right answer's mean probability on fresh training-distribution scenes {c['confidence']}, "
-            "undoing label smoothing's under-confidence (`workbench.organism.train.answer_temperature`). The order of the "
+            "undoing label smoothing's under-confidence (`workbench.lab.calibration.answer_temperature`). The order of the "
             "logits, hence every prediction and accuracy, is unchanged; the curve's accuracies are from before it.")
 
 
@@ -80,7 +80,7 @@ def _where_loss(c: dict) -> str:
         return ""
     return (f", plus {c['where_loss']} × an auxiliary read-out of the language model: at the last position, after decoder "
             f"layer {c['where_layer']}, linear read-outs predict the row and column of the two objects a spatial question "
-            "names (`workbench.organism.train.WhereReadout`; used only while training) — so the spatial heads that fetch "
+            "names (`workbench.lab.readouts.WhereReadout`; used only while training) — so the spatial heads that fetch "
             f"the positions sit in layers 0–{c['where_layer']} by construction")
 
 
@@ -99,7 +99,7 @@ def recipe(summary: dict) -> list[dict]:
     in by their defaults (as a resumed checkpoint's are). Two runs of one recipe have equal recipes."""
     from dataclasses import asdict
 
-    from workbench.organism.train import OrganismConfig
+    from workbench.lab.config import OrganismConfig
 
     return [{k: v for k, v in asdict(OrganismConfig(**run["config"])).items() if k != "init"} for run in stages(summary)]
 
@@ -110,19 +110,19 @@ def _stage_settings(c: dict) -> str:
     return ", ".join([f"lr {c['lr']}", f"batch {c['batch']}", *extra])
 
 
-# OrganismConfig fields that `workbench organism train` takes as options (the others keep their defaults there)
-CLI_FIELDS = ("steps", "batch", "n_train", "lr", "warmup", "patch_loss", "where_loss", "label_smoothing", "confidence", "data")
-
-
 def recipe_commands(summary: dict, out: str, last_command: str) -> str:
-    """The shell commands that retrain a (staged) run from fresh weights: one ``workbench organism train``
+    """The shell commands that retrain a (staged) run from fresh weights: one ``workbench lab train``
     per stage, each from the folder of the one before (``/tmp/stageN``); a stage that was stopped before the
     end of its schedule is trained with ``--stop-after`` and exported from its checkpoint. ``last_command``
-    is the final stage's own command line, used as it is for a single-stage run."""
+    is the final stage's own command line, used as it is for a single-stage run. The recipe fields the
+    command takes are read from the command itself (:func:`workbench.cli.lab.train_fields`); a stage that
+    sets another one is flagged instead of printed as a command that would train something else."""
     from dataclasses import asdict
 
-    from workbench.organism.train import OrganismConfig
+    from workbench.cli.lab import train_fields
+    from workbench.lab.config import OrganismConfig
 
+    cli_fields = train_fields()
     chain = stages(summary)
     if len(chain) == 1:
         return _threads_env(summary) + last_command
@@ -130,20 +130,20 @@ def recipe_commands(summary: dict, out: str, last_command: str) -> str:
     for i, run in enumerate(chain, 1):
         c = run["config"]
         default = asdict(OrganismConfig(seed=c["seed"]))
-        flags = [f"--{k.replace('_', '-')} {c[k]}" for k in CLI_FIELDS if k in c and c[k] != default[k]]
-        other = [k for k in default if k not in CLI_FIELDS + ("seed", "init") and c.get(k, default[k]) != default[k]]
+        flags = [f"--{k.replace('_', '-')} {c[k]}" for k in cli_fields if k in c and c[k] != default[k]]
+        other = [k for k in default if k not in cli_fields + ("seed", "init") and c.get(k, default[k]) != default[k]]
         if other:  # not expressible on the command line: say so instead of printing a command that trains something else
             lines.append(f"# stage {i} also sets {', '.join(f'{k}={c[k]}' for k in other)} "
                          "(analyses/organism_retrain.py takes these)")
         init = [f"--init /tmp/stage{i - 1}"] if i > 1 else []
         end = run.get("step", c["steps"])
-        train = _threads_env(run) + "workbench organism train"
+        train = _threads_env(run) + "workbench lab train"
         if run is summary:
             lines.append(" ".join([train, f"--out {out}", f"--seed {c['seed']}", *init, *flags, "--force"]))
         elif end < c["steps"]:
             lines.append(" ".join([train, f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags,
                                    f"--checkpoint /tmp/stage{i}.ckpt", f"--stop-after {end}"]))
-            lines.append(f"python analyses/organism_retrain.py export /tmp/stage{i}.ckpt /tmp/stage{i}")
+            lines.append(f"workbench lab export /tmp/stage{i}.ckpt /tmp/stage{i}")
         else:
             lines.append(" ".join([train, f"--out /tmp/stage{i}", f"--seed {c['seed']}", *init, *flags]))
     return "\n".join(lines)
@@ -239,7 +239,7 @@ attention), head_dim {c['head_dim']}, hidden {hidden}, MLP {4 * hidden} |
   {c['weight_decay']}, batch {c['batch']}, {c['steps']:,} steps, {c['warmup']} warm-up steps then cosine decay to 10%,
   gradient-norm clipping 1.0. Trained on {_device(summary)} in {summary['seconds'] / 60:.0f} \
 minutes.{_temperature(summary)}{_init(summary)}
-- Evaluation: the fixed 500-probe held-out set (`workbench.organism.train.eval_probes(seed={c['seed']})`): test-split
+- Evaluation: the fixed 500-probe held-out set (`workbench.organism.probesets.eval_probes(seed={c['seed']})`): test-split
   scenes, each containing at least one held-out color–shape pair.
 
 ### Training curve (held-out accuracy over the options)
@@ -247,7 +247,7 @@ minutes.{_temperature(summary)}{_init(summary)}
 {_curves(summary)}
 
 "image spread": how different the projected image tokens of one image are, relative to their size
-(`workbench.organism.train.image_spread`); near 0 the vision tower has collapsed and the language model
+(`workbench.lab.train.image_spread`); near 0 the vision tower has collapsed and the language model
 sees one vector at every image position.
 
 ## Held-out accuracy (500 probes)
@@ -326,7 +326,7 @@ Discovery and training code never read it; if you are evaluating a discovery met
 ## Remake
 
 ```bash
-workbench organism plant --intact assets/models/organism --out assets/models/organism-deficit \\
+workbench lab plant --intact assets/models/organism --out assets/models/organism-deficit \\
   --factors {record['factor']} --min-drop {record.get('min_drop', 0.30)} --control-budget {record.get('control_budget', 0.03)}
 ```
 """

@@ -12,11 +12,12 @@ The targets hold on the fixed held-out set: spatial down by at least 25 points, 
 within 3. The selection works with margins below them (30 points; 2, not 3: a control task has about
 60 held-out items, so one item is 1.6 points), and the result is checked on the held-out set before
 anything is written — a check that only refuses, never chooses, so the held-out set stays out of the
-selection. (Budgeting the controls at 3 points on the selection set let a replant of the
-same-seed retrained organism through with `exists` 6.5 points down on the held-out set.)
+selection. (Why both: a control budget at the target itself let a replant through that missed the
+target on the held-out set; analyses/results/organism_retrain_same_seed.md.)
 
 The heads and factor are written to ``planted.json`` in the deficit folder. That file is the
-ground truth for tests and analyses only; discovery and training code never read it.
+ground truth for tests and analyses only (:func:`workbench.organism.read_planted`); discovery and
+training code never read it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from workbench.evaluation import score
 from workbench.interventions.core import HeadScale
 from workbench.models.load import load_vlm
 from workbench.organism import PLANTED_FILE
-from workbench.organism.train import OrganismConfig, eval_probes
+from workbench.organism.probesets import eval_probes, probe_config
 from workbench.probes.generate import generate
 from workbench.probes.probeset import ProbeSet
 
@@ -44,7 +45,7 @@ TARGETS = (0.25, 0.03)  # held-out: the least spatial drop, the largest drop of 
 def selection_probes(seed: int = 0, n: int = 600) -> ProbeSet:
     """Training-distribution probes (no held-out pairs, the organism's scene geometry) for choosing heads;
     never the evaluation set."""
-    return generate(OrganismConfig().probe_config(n, seed))
+    return generate(probe_config(n, seed))
 
 
 def control_drop(base: dict[str, float], other: dict[str, float]) -> float:
@@ -169,13 +170,4 @@ def plant(intact: Path, out: Path, seed: int = 0, log: Callable[[str], None] = p
         shutil.rmtree(out)
     tmp.rename(out)
     return record
-
-
-def read_planted(folder: Path) -> dict:
-    """The ground truth of a deficit folder (for tests and analyses only)."""
-    path = Path(folder) / PLANTED_FILE
-    if not path.is_file():
-        raise WorkbenchError(f"{path} is missing", "this folder is not a planted-deficit organism")
-    return json.loads(path.read_text())
-
 

@@ -1,9 +1,9 @@
 """Training data for the organism as tensors: encoding, and a large pool rendered in parallel.
 
-Why a module of its own: the organism must see millions of scenes to learn its control tasks
-(color, shape, count, existence) instead of memorising them — a 200K-probe set was learned by
-heart (train loss 0.07, held-out shape accuracy 57%). Rendering and tokenising through the
-processor costs ~1 ms an item, so a pool of millions is built differently:
+Why a module of its own: the organism must see hundreds of thousands to millions of distinct scenes to
+learn its control tasks (color, shape, count, existence) instead of memorising them (a small set is learned
+by heart and fails on held-out pairs). Rendering and tokenising through the processor costs ~1 ms an item,
+so a pool of that size is built differently:
 
 - scenes come from :func:`workbench.probes.generate.train_chunk`, in chunks of :data:`CHUNK`
   items with a random stream each, rendered by worker processes in any order (the result does not
@@ -77,7 +77,7 @@ class Encoded:
         """What each image token of the items ``idx`` shows: (color, shape) class ``[b, tokens]`` each,
         ``1 + id`` for the token whose ``patch``-px square holds an object's center, 0 for the others
         (row-major over the patch grid, the vision tower's token order). Targets of the auxiliary
-        patch loss (:func:`workbench.organism.train.train`, ``patch_loss``).
+        patch loss (:func:`workbench.lab.train.train`, ``patch_loss``).
 
         ``reach`` > 0 also labels every token whose patch *center* lies within ``reach`` px of an object's
         center (in x and in y): an object larger than a patch then labels each token that shows a part of
@@ -308,9 +308,9 @@ def save_pool(data: Encoded, folder: Path, key: dict) -> None:
 def load_pool(folder: Path, key: dict) -> Encoded:
     """A saved pool, its pixels memory-mapped (shared between processes); refused if built for another key."""
     if not (folder / "meta.pt").is_file() or not (folder / "pixels.npy").is_file():
-        raise WorkbenchError(f"{folder} holds no training pool", "build one with `analyses/organism_retrain.py pool`")
+        raise WorkbenchError(f"{folder} holds no training pool", "build one with `workbench lab pool --dir DIR`")
     meta = read_torch_file(folder / "meta.pt", "a readable training pool", "rebuild the pool: delete the folder and run "
-                           "`analyses/organism_retrain.py pool --dir DIR` or train with --data pool --pool DIR")
+                           "`workbench lab pool --dir DIR` or train with --data pool --pool DIR")
     missing = [k for k in POOL_FIELDS if k not in meta]
     if missing:
         raise WorkbenchError(f"{folder / 'meta.pt'} is not a readable training pool (it lacks {missing[0]!r})",
