@@ -2,6 +2,8 @@
 # Each sets up .venv on first use (idempotent; a no-op the second time unless pyproject.toml changed).
 # The venv sees system site-packages so that an existing torch (e.g. a CUDA build) is kept;
 # only where no torch is importable is the tested CPU build, torch 2.13.0, installed.
+# Everything else is installed at the tested versions of constraints.txt, which pins neither torch nor
+# what only torch needs, so pip never replaces the torch it found (`make constraints` regenerates it).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run probes test setup clean
+.PHONY: run probes test setup constraints clean
 
 # The main job: the app at http://127.0.0.1:8050 on the organism, store runs/store (it computes the
 # default sweep on first start, with progress in the page). Ctrl-C stops it.
@@ -26,11 +28,15 @@ test: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
-	@$(PY) -c "import torch" 2>/dev/null || { echo "installing torch 2.13.0 (CPU)"; $(PIP) "torch==2.13.0"; }
-	$(PIP) -e ".[dev,ray]"
+	@$(PY) -c "import torch" 2>/dev/null || { echo "installing torch 2.13.0 (CPU)"; $(PIP) -c constraints.txt "torch==2.13.0"; }
+	$(PIP) -c constraints.txt -e ".[dev,ray]"
 	@touch $(STAMP)
+
+# After upgrading a dependency and passing `make test`: pin what is installed now as the tested set.
+constraints: $(STAMP)
+	$(PY) .ci/freeze_constraints.py constraints.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

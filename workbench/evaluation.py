@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench import metrics
-from workbench.interventions.backends import make_backend
+from workbench.interventions.backends import DEFAULT_BACKEND, make_backend
 from workbench.interventions.core import Intervention
 from workbench.models.load import VLM
 from workbench.models.prompts import build_batch
@@ -50,9 +50,12 @@ class Scores:
         return out
 
 
-def score(vlm: VLM, probes: ProbeSet, interventions: Sequence[Intervention] = (), backend: str = "nnsight",
+def score(vlm: VLM, probes: ProbeSet, interventions: Sequence[Intervention] = (), backend: str = DEFAULT_BACKEND,
           batch_size: int = 64) -> Scores:
-    """Accuracy and logit difference of every probe in ``probes`` under ``interventions``."""
+    """Accuracy and logit difference of every probe in ``probes`` under ``interventions``.
+
+    ``backend``: which implementation applies the interventions (:data:`~workbench.interventions.backends.BACKENDS`;
+    the default, torch hooks, is the fastest and needs no nnsight trace). All give the same scores (oracle tests)."""
     be = make_backend(vlm, backend)
     acc, ld = [], []
     items = probes.items

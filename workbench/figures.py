@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from workbench.fileio import atomic_write
@@ -70,7 +69,7 @@ def _printable(text: str, font) -> str:
     return "".join(ch if ord(ch) < 128 or _has_glyph(font, ch) else ASCII.get(ch, "?") for ch in text)
 
 
-def heatmap_png(values: torch.Tensor | np.ndarray, path: str | os.PathLike, title: str = "", cell: int = 44,
+def heatmap_png(values, path: str | os.PathLike, title: str = "", cell: int = 44,
                 marked: set[tuple[int, int]] | None = None, center: float = 0.0, span: float | None = None) -> Path:
     """Write ``values [layer, head]`` (``[layer]`` is one column) as a PNG heatmap, oriented and coloured as the app's
     heatmap: layer 0 in the bottom row, head 0 in the left column; colours show ``value − center`` on plotly's
@@ -79,7 +78,7 @@ def heatmap_png(values: torch.Tensor | np.ndarray, path: str | os.PathLike, titl
     to compare them on one scale). Every cell prints its value; cells in ``marked`` get a black frame; a legend
     under the grid states the centre, the span and the sign. Negative numbers use U+2212 where the font has it,
     ASCII '-' otherwise (never a missing-glyph box)."""
-    v = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    v = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)  # torch.Tensor or array
     if v.ndim == 1:
         v = v[:, None]
     n_layers, n_heads = v.shape

@@ -18,9 +18,7 @@ from __future__ import annotations
 import torch
 
 from workbench.errors import WorkbenchError
-
-METRICS = ("logit_diff", "accuracy", "p_correct", "kl")
-METRIC_VERSION = 1  # bump when a definition changes: stored results keyed on it are recomputed
+from workbench.names import METRIC_VERSION, METRICS  # noqa: F401  (the names live torch-free in workbench.names)
 
 
 def option_logits(logits: torch.Tensor, option_ids: torch.Tensor) -> torch.Tensor:

@@ -85,7 +85,20 @@ def test_training_job_reports_curves_scores_and_saves(tmp_path):
     steps = [p for p in job.points if p["kind"] == "step"]
     assert len(steps) == 3 and [p["global_step"] for p in steps] == [1, 2, 3]  # 43 training probes (5 for validation), batch 16
     assert (tmp_path / "scales" / "fix.safetensors").is_file() and (tmp_path / "scales" / "fix.json").is_file()
-    assert 0 <= job.result["accuracy_before"] <= 1 and 0 <= job.result["accuracy_after"] <= 1
+    # the job's numbers are the deficit model's on the organism's held-out set, without and with the saved vector,
+    # recomputed here in this process from the files alone
+    from workbench.evaluation import score
+    from workbench.jobs.tasks import default_test_probes
+    from workbench.models.load import load_vlm
+    from workbench.scale.vector import ScaleVector
+
+    vlm, test = load_vlm(DEFICIT_MODEL, attn_implementation="eager"), default_test_probes()
+    before = score(vlm, test).by_task()
+    after = score(vlm, test, ScaleVector.load(tmp_path / "scales" / "fix.safetensors").interventions()).by_task()
+    assert (job.result["n_test"], job.result["test_probes"]) == (len(test), test.name)
+    assert job.result["accuracy_before"] == pytest.approx(before["spatial"], abs=1e-9)
+    assert job.result["accuracy_after"] == pytest.approx(after["spatial"], abs=1e-9)
+    assert job.result["before"] == pytest.approx(before, abs=1e-9) and job.result["after"] == pytest.approx(after, abs=1e-9)
     saved = json.loads((tmp_path / "scales" / "fix.json").read_text())["metrics"]["eval"]
     assert {"spatial", "control", "all"} <= set(saved["before"]) and {"spatial", "control", "all"} <= set(saved["after"])
     assert saved["accuracy_before"] == saved["before"]["spatial"] == job.result["before"]["spatial"]

@@ -31,14 +31,49 @@ def test_effects_equal_the_intervention_by_hand(llava_vlm, small):
             assert torch.allclose(eff[:, ai, layer, head], want, atol=1e-5, rtol=1e-5)
 
 
+PACKED_ALPHAS = (0.0, 0.5)
+
+
+@pytest.fixture(scope="module")
+def one_forward_per_variant(llava_vlm, small):
+    """The naive reference, computed once for every metric: the batch, its clean last-position logits and
+    ``{(alpha, layer, head): logits}`` of one plain torch-hooks forward per scaled head (2 α × 2 layers × 4 heads)."""
+    be = make_backend(llava_vlm, "torch")
+    batch = build_batch(llava_vlm, small, small.items)
+    with torch.no_grad():
+        clean = be.last_logits(batch.inputs).float()
+        variants = {(a, layer, head): be.last_logits(batch.inputs, [HeadScale.at(llava_vlm.site, {(layer, head): a})]).float()
+                    for a in PACKED_ALPHAS for layer in range(2) for head in range(4)}
+    return batch, clean, variants
+
+
+def _effects_by_hand(reference, metric: str) -> torch.Tensor:
+    """``[probe, alpha, layer, head]``: metric(variant) − metric(clean); KL(clean ‖ variant) for ``kl``."""
+    batch, clean, variants = reference
+    out = torch.zeros(clean.shape[0], len(PACKED_ALPHAS), 2, 4)
+    for (a, layer, head), lg in variants.items():
+        if metric == "kl":
+            value = metrics.kl(lg, clean)
+        else:
+            value = metrics.compute(metric, lg, batch.option_ids, batch.answer) - metrics.compute(
+                metric, clean, batch.option_ids, batch.answer)
+        out[:, PACKED_ALPHAS.index(a), layer, head] = value
+    return out
+
+
 @pytest.mark.parametrize("metric", ["logit_diff", "p_correct", "kl"])
-def test_packed_engine_equals_naive_engine(llava_vlm, small, metric):
-    spec = SweepSpec(alphas=(0.0, 0.5), metric=metric)
-    chunk = Chunk(0, 2, 0, len(small))
-    packed = run_chunk(llava_vlm, small, spec, chunk, engine="packed", batch_size=4)
-    naive = run_chunk(llava_vlm, small, spec, chunk, engine="naive", batch_size=4)
-    assert torch.allclose(packed, naive, atol=1e-5, rtol=1e-4)
-    assert packed.abs().max() > 1e-3
+def test_packed_engine_equals_one_forward_per_variant(llava_vlm, small, one_forward_per_variant, metric):
+    want = _effects_by_hand(one_forward_per_variant, metric)
+    packed = run_chunk(llava_vlm, small, SweepSpec(alphas=PACKED_ALPHAS, metric=metric), Chunk(0, 2, 0, len(small)),
+                       engine="packed", batch_size=4)
+    torch.testing.assert_close(packed, want, atol=1e-5, rtol=1e-4)
+    assert want.abs().max() > 1e-3  # the heads do move the metric: equal zeros would prove nothing
+
+
+def test_naive_engine_equals_one_forward_per_variant(llava_vlm, small, one_forward_per_variant):
+    naive = run_chunk(llava_vlm, small, SweepSpec(alphas=PACKED_ALPHAS, metric="p_correct"), Chunk(0, 2, 0, len(small)),
+                      engine="naive", batch_size=4)
+    torch.testing.assert_close(naive, _effects_by_hand(one_forward_per_variant, "p_correct"), atol=1e-5, rtol=1e-4)
 
 
 def test_chunks_assemble_to_the_single_chunk_result(llava_vlm, small):

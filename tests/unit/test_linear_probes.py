@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from workbench.discovery.probes import probe_scores
+from workbench.discovery.linear_probes import probe_scores
 from workbench.errors import WorkbenchError
 
 

@@ -19,16 +19,13 @@ from rich.table import Table
 from workbench.cli._common import console, friendly, parse_list, progress_bar
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write
+from workbench.names import FORMATS, MAX_CANVAS, MAX_PROBES, TASKS  # torch-, numpy- and pandas-free: the help needs them
 
 app = typer.Typer(help="Make, inspect and import spatial probe sets.", no_args_is_help=True)
 SHEET = "contact_sheet.png"
 PROBE_CONFIG = "probes.json"
 # what a model folder's probes.json may set (ProbeConfig fields; n and seed stay the command's)
 LIKE_FIELDS = ("canvas", "object_size", "gap", "grid", "colors", "shapes", "relations", "tasks", "max_objects")
-# generate.MAX_PROBES / MAX_CANVAS and the LOADERS names, here as literals so that building the help imports neither
-# numpy nor pandas (tests/integration/test_cli_fast.py checks that they match)
-MAX_PROBES, MAX_CANVAS = 1_000_000, 1024
-FORMATS = ("spatialeval", "whatsup", "vsr", "cvbench")
 
 
 def recorded_probe_config(model: str | Path) -> tuple[dict, Path]:
@@ -69,7 +66,7 @@ def recorded_probe_config(model: str | Path) -> tuple[dict, Path]:
 
 def _trained_scene(folder: Path) -> dict | None:
     """The scene geometry an organism folder's ``training.json`` records (``config``: canvas, object_size, grid), for
-    a folder written by ``workbench organism train`` without a probes.json; None when it records none."""
+    a folder written by ``workbench lab train`` without a probes.json; None when it records none."""
     try:
         config = json.loads((folder / "training.json").read_text()).get("config", {})
     except (OSError, ValueError, UnicodeDecodeError, AttributeError):
@@ -121,7 +118,7 @@ def make(
     grid: int = typer.Option(None, "--grid", help="Snap object centers to cells of this many pixels, one object a cell "
                              "(default 0: free placement).", show_default=False),
     tasks: str = typer.Option(None, "--tasks",
-                              help="Comma-separated tasks (default all): relation, verify, color, shape, count, exists."),
+                              help=f"Comma-separated tasks (default all): {', '.join(TASKS)}."),
     relations: str = typer.Option(None, "--relations",
                                   help="Comma-separated relations (default all): left, right, above, below."),
     colors: str = typer.Option(None, "--colors", help="Comma-separated colors (default all six)."),

@@ -7,7 +7,7 @@ positions, ``attn [probe, layer, head, patch]``. Rows do not sum to 1 over patch
 mass is on text tokens); that remainder is itself informative, so nothing is renormalised.
 
 The patches form a ``rows × cols`` grid in raster order when the image tokens are one square grid
-(LLaVA-1.5: 24 × 24; the organism: 8 × 8). Families with tiled or variable-resolution images
+(LLaVA-1.5: 24 × 24; the organism: 4 × 4, a 64 px image in 16 px patches). Families with tiled or variable-resolution images
 (SmolVLM crops, Qwen2-VL merges) are returned as a ``1 × patches`` strip: the numbers are right, but
 drawing them on the image is not attempted (untested on those families).
 """

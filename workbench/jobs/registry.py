@@ -15,7 +15,8 @@ it between units of work (a sweep's forward passes, optimizer steps), so it stop
 written is whole (a sweep keeps its finished chunks and drops the one under way). A worker that dies
 without saying so (killed, out of memory) is reported as ``failed``.
 
-This module knows nothing of Dash, models or torch.
+This module knows nothing of Dash, models or torch, and importing it (through ``workbench.jobs``, whose
+forms check names from the torch-free :mod:`workbench.names`) loads none of them: tests/unit/test_names.py.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ SPLIT_STREAMS = {"train": 1, "test": 2}
 # 64 px), so an unbounded --n only grows memory until the machine gives out. They cover real use — the
 # paper's sets are 2,000 probes, the organism's largest training set 500,000; VLM processors resize images
 # to 224–896 px — and a bigger set is several seeds.
-MAX_PROBES = 1_000_000
-MAX_CANVAS = 1024
+from workbench.names import MAX_CANVAS, MAX_PROBES  # noqa: E402,F401  (torch- and numpy-free: the CLI help reads them)
 
 
 @dataclass(frozen=True)

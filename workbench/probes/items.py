@@ -22,11 +22,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.names import CONTROL_TASKS, SPATIAL_TASKS, TASKS  # noqa: F401  (re-exported)
 from workbench.probes.scenes import OPPOSITE
-
-SPATIAL_TASKS: tuple[str, ...] = ("relation", "verify")
-CONTROL_TASKS: tuple[str, ...] = ("color", "shape", "count", "exists")
-TASKS: tuple[str, ...] = SPATIAL_TASKS + CONTROL_TASKS
 
 
 @dataclass(frozen=True)

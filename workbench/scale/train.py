@@ -28,6 +28,7 @@ from workbench.interventions.core import HeadScale, MlpScale
 from workbench.interventions.torch_hooks import TorchHooksBackend
 from workbench.models.load import VLM
 from workbench.models.prompts import Batch, build_batch
+from workbench.names import check_positions
 from workbench.probes.probeset import ProbeSet
 from workbench.scale.vector import MODES, ScaleVector
 
@@ -51,8 +52,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise WorkbenchError(f"unknown mode {self.mode!r}", f"use one of: {', '.join(MODES)}")
-        if self.positions not in ("last", "all"):
-            raise WorkbenchError(f"unknown positions {self.positions!r}", "use last or all")
+        check_positions(self.positions)
         if self.s_max <= 0 or self.lr <= 0 or self.epochs < 1 or self.batch < 1 or self.accum < 1:
             raise WorkbenchError("s_max, lr, epochs, batch and accum must be positive", "e.g. --epochs 10 --batch 16")
         if self.schedule not in ("constant", "cosine"):

@@ -33,11 +33,11 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write
 from workbench.interventions.core import HeadScale, Intervention, MlpScale
+from workbench.names import MODES
+from workbench.names import SCALE_FORMAT as FORMAT
 
-FORMAT = "workbench.scale_vector"
 VERSION = 1
 HEAD_ORDER = "attn[layer, head]: query heads of each decoder layer in o_proj input order (head h = columns h·d … (h+1)·d − 1)"
-MODES = ("attn", "mlp", "both")
 FINAL_SUFFIXES = ("_final", "")  # the reference's final files, then `workbench scale export`'s default names
 EXPORT_META = "workbench_export{suffix}.json"  # written beside an all-positions export, read back on import
 _NPY = re.compile(r"eff_(attn|mlp)(.*)\.npy")

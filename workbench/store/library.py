@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write
+from workbench.names import SCALE_FORMAT
 from workbench.probes.probeset import FORMAT as PROBESET_FORMAT
 from workbench.probes.probeset import ProbeSet
 from workbench.store.problems import Problem
@@ -40,7 +41,6 @@ from workbench.store.problems import Problem
 if TYPE_CHECKING:
     import torch
 
-SCALE_FORMAT = "workbench.scale_vector"  # workbench.scale.vector.FORMAT, without importing the model code here
 QUARANTINE = "move it to quarantine/"
 
 
