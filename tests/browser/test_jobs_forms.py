@@ -87,7 +87,8 @@ def test_a_card_says_what_runs_moves_inside_the_first_chunk_and_a_cancel_there_s
     card = card_of(page, job_id)
     card.wait_for(timeout=15_000)
     what = card.locator(".job-what").inner_text()
-    for words in ("target: every attention head", "intervention: scale its output by α", "positions: every token", "α: 0, 0.5",
+    for words in ("target: every attention head", "intervention: scaling the head's output by α", "positions: every token",
+                  "α: 0, 0.5",
                   "probes: jobs-tiny48 (48)", "model: organism"):
         assert words in what, what
     card.locator(".job-message", has_text="0 of 1 chunks stored").wait_for(timeout=120_000)

@@ -179,5 +179,5 @@ def test_an_mlp_site_is_labelled_mlp_and_has_no_attention(store):
     for head in (-1, 0):
         d = data.head_detail(root, keys["mlp"], 1, head)
         assert (d["site"], d["is_mlp"], d["head"], d["attention"]) == ("L1 MLP", True, -1, [])
-    with pytest.raises(WorkbenchError, match="scaled attention heads, not MLPs"):
+    with pytest.raises(WorkbenchError, match="on attention heads, not MLPs"):
         data.head_detail(root, keys["heads"], 1, -1)

@@ -53,3 +53,60 @@ def test_train_params(tmp_path):
         with pytest.raises(FieldError) as e:
             train_params(tmp_path, **{"model": "org/model", "name": "fix", **kwargs})
         assert e.value.field == field
+
+
+# ------------------------------------------------------------ intervention families
+def _probe_folder(tmp_path, tasks):
+    from workbench.probes.generate import ProbeConfig, generate
+
+    folder = tmp_path / "-".join(tasks)
+    generate(ProbeConfig(n=6, seed=0, tasks=tasks)).save(folder)
+    return str(folder)
+
+
+def test_a_patch_sweep_takes_no_alpha_and_a_direction(tmp_path):
+    p = sweep_params(tmp_path, "org/model", alphas="", intervention="patch", direction="denoising", min_gap="0.25")
+    assert (p["alphas"], p["intervention"], p["direction"], p["min_gap"], p["target"]) == ([1.0], "patch", "denoising",
+                                                                                          0.25, "heads")
+    assert p["label"] == "sweep patch denoising"
+    scale = sweep_params(tmp_path, "org/model", alphas="0", direction="noising")  # a direction is ignored off patching
+    assert (scale["intervention"], scale["direction"], scale["min_gap"]) == ("scale", "", 0.0)
+    t = sweep_params(tmp_path, "org/model", alphas="0.5, 2", intervention="temperature", target="edges")
+    assert (t["alphas"], t["target"]) == ([0.5, 2.0], "edges")
+
+
+@pytest.mark.parametrize("kwargs, field, message", [
+    ({"intervention": "patch", "direction": "noising", "alphas": "0, 2"}, "alphas", "the patch intervention has no α"),
+    ({"intervention": "patch", "direction": ""}, "direction", "patching needs a direction"),
+    ({"intervention": "patch", "direction": "sideways"}, "direction", "unknown direction 'sideways'"),
+    ({"intervention": "patch", "direction": "noising", "metric": "kl"}, "metric", "patching normalises"),
+    ({"intervention": "patch", "direction": "noising", "target": "edges"}, "target", "does not apply to attention edges"),
+    ({"intervention": "temperature", "alphas": "0.5"}, "target", "temperature intervention does not apply to attention heads"),
+    ({"intervention": "ablate"}, "intervention", "unknown intervention 'ablate'"),
+    ({"intervention": "patch", "direction": "noising", "min_gap": -1}, "min_gap", "min_gap must be at least 0"),
+])
+def test_family_refusals_name_their_field(tmp_path, kwargs, field, message):
+    kwargs = {"alphas": "", **kwargs}
+    with pytest.raises(FieldError, match=message) as e:
+        sweep_params(tmp_path, "org/model", **kwargs)
+    assert e.value.field == field
+
+
+def test_patching_needs_probes_with_counterfactuals(tmp_path):
+    spatial = _probe_folder(tmp_path, ("relation",))
+    assert sweep_params(tmp_path, "org/model", spatial, alphas="", intervention="patch", direction="noising")["probes"] == spatial
+    mixed = _probe_folder(tmp_path, ("color", "relation"))
+    with pytest.raises(FieldError, match=r"probes of .* have no counterfactual .* so they cannot be patched") as e:
+        sweep_params(tmp_path, "org/model", mixed, alphas="", intervention="patch", direction="noising")
+    assert e.value.field == "probes"
+    assert sweep_params(tmp_path, "org/model", mixed, alphas="0")["probes"] == mixed  # scaling needs no partner
+
+
+def test_the_job_builds_the_spec_its_params_describe(tmp_path):
+    from workbench.jobs.tasks import sweep_spec
+    from workbench.sweeps.spec import SweepSpec
+
+    p = sweep_params(tmp_path, "org/model", alphas="", intervention="patch", direction="noising", min_gap=0.5)
+    assert sweep_spec(p) == SweepSpec(intervention="patch", direction="noising", min_gap=0.5)
+    old = {"alphas": [0.0, 2.0], "positions": "last", "metric": "logit_diff", "target": "mlp"}  # a job from before families
+    assert sweep_spec(old).to_json() == SweepSpec(alphas=(0.0, 2.0), target="mlp").to_json()

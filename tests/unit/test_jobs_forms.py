@@ -146,12 +146,12 @@ def test_a_sweep_card_says_target_intervention_positions_alphas_probes_and_model
     params = {"model": "/models/organism", "probes": DEFAULT_PROBES, "alphas": [0.0, 0.5, 2.0], "metric": "logit_diff",
               "positions": "last", "target": "heads"}
     assert describe("sweep", params) == (
-        "target: every attention head, one at a time · intervention: scale its output by α (head × α) · "
+        "target: every attention head, one at a time · intervention: scaling the head's output by α · "
         "positions: last token · "
         "α: 0, 0.5, 2 · metric: logit_diff · probes: the organism's held-out spatial set (default) · model: organism")
     mlp = describe("sweep", {**params, "target": "mlp", "positions": "all", "probes": "/data/probes/spatial32",
                              "model": "org/vlm-7b"})
-    assert mlp.startswith("target: every layer's MLP, one at a time · intervention: scale its output by α (MLP × α) · "
+    assert mlp.startswith("target: every layer's MLP, one at a time · intervention: scaling the layer's MLP output by α · "
                           "positions: every token")
     assert mlp.endswith("probes: spatial32 · model: org/vlm-7b")
 

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import html
 
+from workbench import axis
 from workbench.app.data import ALL, catalog_problems
 from workbench.app.jobs_view import describe, progress_text
 from workbench.app.settings import current
@@ -21,7 +22,7 @@ KEEP = {"persistence": True, "persistence_type": "session"}
 def heatmap(values: np.ndarray, title: str, low: np.ndarray | None = None, high: np.ndarray | None = None,
             zmid: float | None = 0.0,
             colorscale: str = DIVERGING, colorbar: str = "", height: int = 0,
-            zrange: tuple[float, float] | None = None, mlp: bool = False) -> go.Figure:
+            zrange: tuple[float, float] | None = None, mlp: bool = False, kind: axis.SiteKind | None = None) -> go.Figure:
     """``values [layer, head]`` as a heatmap: heads on x, layers on y (layer 0 at the bottom).
 
     Hover shows the site, the value and, where given, the 95% interval; ``customdata`` carries
@@ -30,12 +31,16 @@ def heatmap(values: np.ndarray, title: str, low: np.ndarray | None = None, high:
 
     ``zrange=(zmin, zmax)`` fixes the colour scale (several heatmaps compared side by side pass the same
     range, so one colour means one value on all of them); None scales to this matrix (symmetric about ``zmid``).
-    ``mlp=True``: ``values [layer, 1]`` of an MLP sweep, drawn as one column labelled "MLP" (no head axis)."""
+    ``mlp=True``: ``values [layer, 1]`` of an MLP sweep, drawn as one column labelled "MLP" (no head axis).
+    ``kind``: the sweep's site kind (:mod:`workbench.axis`), whose labels the hover shows (``L3H5→img`` for an edge);
+    a per-layer kind is drawn as ``mlp=True``."""
+    kind = kind or (axis.MLP if mlp else axis.HEADS)
+    mlp = not kind.per_head
     values = np.asarray(values, dtype=float)
     n_layers, n_heads = values.shape
     layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
     parts = [layer_idx, head_idx]
-    hover = "L%{customdata[0]} MLP: %{z:.4f}" if mlp else "L%{customdata[0]}H%{customdata[1]}: %{z:.4f}"
+    hover = kind.label_format.format(layer="%{customdata[0]}", head="%{customdata[1]}") + ": %{z:.4f}"
     if low is not None and high is not None:
         parts += [np.asarray(low, dtype=float), np.asarray(high, dtype=float)]
         hover += "<br>95% CI [%{customdata[2]:.4f}, %{customdata[3]:.4f}]"

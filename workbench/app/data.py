@@ -10,9 +10,13 @@ Every page is a thin layer over these functions, and so are the tests and the la
 - :func:`sweep_data`: one complete sweep as ``values [probe, alpha, layer, head]`` plus labels, cached
   per process (a complete sweep never changes under its key);
 - :func:`matrix`: the ``[layer, head]`` mean effect at one α, over all probes or one relation, with a
-  seeded bootstrap 95% interval per head (probes resampled with replacement);
+  seeded bootstrap 95% interval per head (probes resampled with replacement) and the probes each mean is over
+  (:mod:`workbench.sweeps.aggregate`, the one implementation ``workbench store show`` uses too: NaN — a probe a
+  patching sweep dropped — is skipped and counted);
 - :func:`head_detail`: one head's α-curve (α = 1 is the identity, effect exactly 0), its effect per
   relation, its most affected probes, and where it looks (last-token attention on the image);
+- :func:`family_of`, :func:`site_kind`, :func:`value_unit`: what a sweep did (:mod:`workbench.axis`: the site kind,
+  the intervention family) and what its values are; every label and branch asks them, not a ``target`` string.
 - :func:`vectors`, :func:`vector_matrix`: saved scale vectors and their ``[layer, head]`` scales.
 
 Images come back as ``data:image/png;base64`` strings, ready for an ``<img src>``.
@@ -29,22 +33,52 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from workbench import axis
 from workbench.errors import WorkbenchError
 from workbench.figures import attention_overlay
 from workbench.store.effects import EffectStore
 from workbench.store.library import Library
+from workbench.sweeps import aggregate
 
 ALL = "all"  # the relation filter meaning "every probe"
-IDENTITY = 1.0  # α = 1 leaves the model unchanged: every effect there is 0 by construction
+IDENTITY = 1.0  # α = 1 leaves the model unchanged: every effect there is 0 by construction (scale, temperature)
+PATCH_UNIT = "fraction of the logit difference"  # the unit of a patching sweep's values (axis.PATCH.value)
 
 
-def default_alpha(alphas) -> float | None:
-    """The α a page opens a sweep at (explorer, head page ranking, compare, export): 0, the ablation, where it was swept;
-    else the first α other than the identity; else the first (None for no α)."""
+def family_of(spec: dict) -> axis.Family:
+    """The intervention family of a manifest's ``spec`` (a spec written before families existed is a scale sweep)."""
+    return axis.family(spec.get("intervention", "scale"))
+
+
+def site_kind(spec: dict) -> axis.SiteKind:
+    """The site kind of a manifest's ``spec`` (its ``target``)."""
+    return axis.kind(spec["target"])
+
+
+def value_unit(spec: dict) -> str:
+    """What one of the sweep's values is, short (a colour bar's title, a table's column): ``Δ logit_diff``, ``KL (nats)``,
+    or, for patching, :data:`PATCH_UNIT`. Patching effects are never drawn on one colour scale with Δ-metric effects:
+    pages group panels by this unit."""
+    if family_of(spec).needs_pairs:
+        return PATCH_UNIT
+    return "KL (nats)" if spec["metric"] == "kl" else f"Δ {spec['metric']}"
+
+
+def default_alpha(alphas, intervention: str = "scale") -> float | None:
+    """The α a page opens a sweep at (explorer, head page ranking, compare, export), by the sweep's family: the family's
+    first default α where it was swept (scale: 0, the ablation; temperature: 0.5), else the first α other than the
+    family's identity; else the first (None for no α). A family without an identity (patching: its single α 1.0 is
+    the fully patched site, not "unchanged") opens at its first α."""
+    fam = axis.family(intervention)
     values = [float(a) for a in alphas]
-    if 0.0 in values:
-        return 0.0
-    return next((a for a in values if a != IDENTITY), values[0] if values else None)
+    if fam.default_alphas and fam.default_alphas[0] in values:
+        return fam.default_alphas[0]
+    return next((a for a in values if a != fam.identity), values[0] if values else None)
+
+
+def rankable(alpha: float, intervention: str = "scale") -> bool:
+    """Whether heads can be ranked on ``alpha``: every α but the family's identity (whose effects are 0 by construction)."""
+    return float(alpha) != axis.family(intervention).identity
 
 
 def png_uri(image: Image.Image) -> str:
@@ -53,26 +87,40 @@ def png_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def site_label(layer: int, head: int) -> str:
-    return f"L{layer}H{head}" if head >= 0 else f"L{layer} MLP"
+def site_label(layer: int, head: int, target: str | None = None) -> str:
+    """A site's name by its kind (:meth:`workbench.axis.SiteKind.label`: ``L3H5``, ``L3 MLP``, ``L3H5→img``). Without a
+    ``target``: a head, or the layer's MLP for ``head`` = :data:`workbench.axis.NO_HEAD`."""
+    kind = axis.kind(target) if target else (axis.MLP if head == axis.NO_HEAD else axis.HEADS)
+    return kind.label(layer, head)
+
+
+def spec_phrase(spec: dict) -> str:
+    """What a sweep did, in the words of its family: ``logit_diff · heads@last · α 0, 2``,
+    ``patch · noising · heads@last``, ``logit_diff · edges@last · temperature 0.5, 2``."""
+    fam = family_of(spec)
+    where = f"{spec['target']}@{spec['positions']}"
+    if not fam.has_alpha:
+        return f"{fam.name} · {spec.get('direction', '')} · {where}"
+    alphas = ", ".join(f"{float(a):g}" for a in spec["alphas"])
+    return f"{spec['metric']} · {where} · {fam.alpha_name} {alphas}"
 
 
 # ---------------------------------------------------------------- sweeps
 def catalog(root: str | Path) -> list[dict]:
-    """One row per readable stored sweep, newest first: key, model, probes, alphas, metric, positions, target, complete
-    (a sweep with a chunk whose footer does not identify it as its own is not complete)."""
+    """One row per readable stored sweep, newest first: key, model, probes, alphas, metric, positions, target,
+    intervention, direction, complete (a sweep with a chunk whose footer does not identify it as its own is not
+    complete), and a label naming what it did (:func:`spec_phrase`)."""
     rows = []
     for e in EffectStore(root).ls():
         m, s = e.manifest, e.manifest["spec"]
         rows.append({"key": e.key, "model": m["model"], "model_fingerprint": m["model_fingerprint"], "probes": m["probes"],
                      "probeset_hash": m["probeset_hash"], "n_probes": m["n_probes"], "alphas": list(s["alphas"]),
                      "metric": s["metric"],
-                     "positions": s["positions"], "target": s["target"], "complete": e.complete, "done": e.done,
+                     "positions": s["positions"], "target": s["target"], "intervention": family_of(s).name,
+                     "direction": s.get("direction", ""), "complete": e.complete, "done": e.done,
                      "expected": e.expected,
                      "created": m.get("created", 0.0), "shape": m["shape"],
-                     "label": f"{m['model']} · {m['probes']} ({m['n_probes']}) · {s['metric']} · "
-                              f"{s['target']}@{s['positions']} · "
-                              f"α {', '.join(f'{a:g}' for a in s['alphas'])} · {e.key[:8]}"})
+                     "label": f"{m['model']} · {m['probes']} ({m['n_probes']}) · {spec_phrase(s)} · {e.key[:8]}"})
     return sorted(rows, key=lambda r: -float(r["created"]) if isinstance(r["created"], (int, float)) else 0.0)
 
 
@@ -99,7 +147,7 @@ def sweep_message(root: str | Path, key: str) -> str | None:
 class SweepData:
     key: str
     manifest: dict
-    values: np.ndarray  # [probe, alpha, layer, head] (head axis of 1 for MLP sweeps)
+    values: np.ndarray  # [probe, alpha, layer, head] (head axis of 1 for a per-layer kind); NaN = a dropped probe
     alphas: tuple[float, ...]
     probe_ids: tuple[str, ...]
     relations: tuple[str, ...]
@@ -108,6 +156,18 @@ class SweepData:
     @property
     def shape(self) -> tuple[int, int]:
         return self.values.shape[2], self.values.shape[3]
+
+    @property
+    def kind(self) -> axis.SiteKind:
+        return site_kind(self.manifest["spec"])
+
+    @property
+    def family(self) -> axis.Family:
+        return family_of(self.manifest["spec"])
+
+    def label(self, layer: int, head: int) -> str:
+        """The site at ``values[:, :, layer, head]`` by name (a per-layer kind ignores ``head``)."""
+        return self.kind.label(layer, head if self.kind.per_head else axis.NO_HEAD)
 
     def alpha_index(self, alpha: float) -> int:
         for i, a in enumerate(self.alphas):
@@ -165,18 +225,10 @@ def _sweep_data(root: str, key: str, n_chunks: int) -> SweepData:
                      relations=d.relations, tasks=d.tasks)
 
 
-def bootstrap(values: np.ndarray, n_boot: int = 500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) 95% percentile interval of the mean over axis 0, each shaped like ``values[0]``.
-
-    Each resample is a vector of counts over probes, so all sites are resampled together in one
-    ``[boot, probe] @ [probe, site]`` product."""
-    n = values.shape[0]
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((n_boot, n))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n), rng.integers(0, n, n_boot * n)), 1.0)
-    means = counts @ values.reshape(n, -1) / n
-    low, high = np.percentile(means, [2.5, 97.5], axis=0)
-    return low.reshape(values.shape[1:]), high.reshape(values.shape[1:])
+def bootstrap(values: np.ndarray, n_boot: int = aggregate.N_BOOT, seed: int = aggregate.SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) 95% percentile interval of the mean over axis 0 (NaN skipped), each shaped like ``values[0]``:
+    :func:`workbench.sweeps.aggregate.bootstrap_ci`, the interval ``workbench store show`` prints."""
+    return aggregate.bootstrap_ci(values, n_boot, seed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,11 +236,18 @@ class Matrix:
     mean: np.ndarray  # [layer, head]
     low: np.ndarray  # [layer, head]
     high: np.ndarray  # [layer, head]
-    n_probes: int
+    n_probes: int  # probes of the filter
     alpha: float
     relation: str
     metric: str
     task: str = ALL
+    n_used: np.ndarray | None = None  # [layer, head] int: probes each mean is over (fewer than n_probes where NaN: dropped)
+    intervention: str = "scale"
+
+    @property
+    def dropped(self) -> int:
+        """Probes of the filter no site used (a patching sweep's probes too close to normalise)."""
+        return 0 if self.n_used is None else int(self.n_probes - self.n_used.max(initial=0))
 
 
 def matrix(root: str | Path, key: str, alpha: float, relation: str = ALL, task: str = ALL) -> Matrix:
@@ -202,7 +261,8 @@ def matrix(root: str | Path, key: str, alpha: float, relation: str = ALL, task: 
 def _matrix(data: SweepData, alpha: float, relation: str, task: str = ALL) -> Matrix:
     v = data.values[data.mask(relation, task), data.alpha_index(alpha)]  # [probe, layer, head]
     low, high = bootstrap(v)
-    return Matrix(v.mean(0), low, high, int(v.shape[0]), alpha, relation, data.manifest["spec"]["metric"], task)
+    return Matrix(aggregate.mean(v), low, high, int(v.shape[0]), alpha, relation, data.manifest["spec"]["metric"], task,
+                  aggregate.n_used(v), data.family.name)
 
 
 # ---------------------------------------------------------------- one head
@@ -217,18 +277,25 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
     of ``attention_probes`` probes starting at ``probe`` (default the first stored), each an overlay on one shared scale
     (``scale``: :func:`~workbench.app.head_visuals.attention_scale`); MLPs have none. A bad ``task`` / ``probe`` falls
     back to the default and says so in ``problems``. ``alpha``: the α whose effects rank the most affected probes (the
-    explorer's α; default 0 where swept, else the first α other than the identity, 1, whose effects are all 0)."""
+    explorer's α; default 0 where swept, else the first α other than the identity, 1, whose effects are all 0).
+
+    Families (:mod:`workbench.axis`): the α-curve's identity point (effect 0) is the family's identity, and a family
+    without α (patching) has one point, its normalized effect. A patching sweep ranks probes by normalized effect,
+    largest first; every family leaves out the probes whose value is NaN (dropped: too close to normalise) and lists
+    them under ``dropped``; means are over the probes used and each curve point says how many (``n``)."""
     from workbench.app import head_visuals as hv
 
     data = sweep_data(root, key)
     n_layers, n_heads = data.shape
-    is_mlp = data.manifest["spec"]["target"] == "mlp"
-    if head < 0 and not is_mlp:
-        raise WorkbenchError(f"sweep {data.key[:12]} scaled attention heads, not MLPs: L{layer} MLP is not in it",
-                             "pick a head on the heatmap")
+    kind, fam = data.kind, data.family
+    is_mlp = not kind.per_head
+    if head == axis.NO_HEAD and kind.per_head:
+        raise WorkbenchError(f"sweep {data.key[:12]} intervened on {kind.title}, not MLPs: L{layer} MLP is not in it",
+                             "pick a site on the heatmap")
     h = 0 if is_mlp else head
+    site = data.label(layer, head)
     if not (0 <= layer < n_layers and 0 <= h < n_heads):
-        raise WorkbenchError(f"{site_label(layer, -1 if is_mlp else head)} is outside this model's {n_layers} layers"
+        raise WorkbenchError(f"{site} is outside this model's {n_layers} layers"
                              + ("" if is_mlp else f" × {n_heads} heads"), "pick a site on the heatmap")
     library = Library(root)
     try:
@@ -245,33 +312,42 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
         problems.append(str(e))
         chosen = hv.default_task(families)
         keep = hv.task_mask(chosen, data.tasks, families)
-    v_all = data.values[:, :, layer, h]  # [probe, alpha]
+    v_all = data.values[:, :, layer, h]  # [probe, alpha]; NaN = a probe the sweep dropped
     v = v_all[keep]
     low, high = bootstrap(v)
-    curve = [{"alpha": a, "mean": float(v[:, i].mean()), "low": float(low[i]), "high": float(high[i])}
+    means, used = aggregate.mean(v), aggregate.n_used(v)
+    curve = [{"alpha": a, "mean": float(means[i]), "low": float(low[i]), "high": float(high[i]), "n": int(used[i])}
              for i, a in enumerate(data.alphas)]
-    if data.manifest["spec"]["metric"] != "kl" and 1.0 not in data.alphas:
-        curve.append({"alpha": 1.0, "mean": 0.0, "low": 0.0, "high": 0.0, "identity": True})  # α = 1 is exactly the clean model
+    if fam.has_alpha and data.manifest["spec"]["metric"] != "kl" and fam.identity not in data.alphas:
+        curve.append({"alpha": fam.identity, "mean": 0.0, "low": 0.0, "high": 0.0, "n": int(keep.sum()),
+                      "identity": True})  # the identity is exactly the clean model
     curve.sort(key=lambda p: p["alpha"])
     relations = sorted(set(data.relations) - {""})
-    per_relation = {r: [float(v_all[data.mask(r), i].mean()) for i in range(len(data.alphas))] for r in relations}
-    relation_n = {r: int(data.mask(r).sum()) for r in relations}
-    first = data.alphas.index(default_alpha(data.alphas))
+    per_relation = {r: [float(x) for x in aggregate.mean(v_all[data.mask(r)])] for r in relations}
+    relation_n = {r: int(aggregate.n_used(v_all[data.mask(r)]).max(initial=0)) for r in relations}
+    first = data.alphas.index(default_alpha(data.alphas, fam.name))
     if alpha is not None:
-        hit = [i for i, a in enumerate(data.alphas) if a != IDENTITY and abs(a - float(alpha)) < 1e-12]
+        hit = [i for i, a in enumerate(data.alphas) if rankable(a, fam.name) and abs(a - float(alpha)) < 1e-12]
         if hit:
             first = hit[0]
         else:
             problems.append(f"α = {float(alpha):g} is not a ranked α of this sweep; ranking at α = {data.alphas[first]:g}")
     idx = np.flatnonzero(keep)
-    order = idx[np.argsort(-np.abs(v_all[idx, first]), kind="stable")[:top]]
-    affected = []
-    for i in order:
+    col = v_all[idx, first]
+    dropped_idx, idx, col = idx[np.isnan(col)], idx[~np.isnan(col)], col[~np.isnan(col)]
+    # patching: the sites that carry the difference have effects near 1, so rank by the effect itself; else by |Δ|
+    order = idx[np.argsort(-col if fam.needs_pairs else -np.abs(col), kind="stable")[:top]]
+
+    def card(i: int) -> dict:
         pid = data.probe_ids[i]
         it = by_id.get(pid)
-        affected.append({"probe_id": pid, "effect": float(v_all[i, first]), "relation": data.relations[i], "task": data.tasks[i],
-                         "question": it.question if it else "", "answer": it.answer if it else "",
-                         "image": png_uri(probes.image(it)) if it else ""})
+        return {"probe_id": pid, "effect": float(v_all[i, first]), "relation": data.relations[i], "task": data.tasks[i],
+                "question": it.question if it else "", "answer": it.answer if it else "",
+                "image": png_uri(probes.image(it)) if it else ""}
+
+    affected = [card(i) for i in order]
+    dropped = [{"probe_id": data.probe_ids[i], "relation": data.relations[i], "task": data.tasks[i],
+                "question": by_id[data.probe_ids[i]].question if data.probe_ids[i] in by_id else ""} for i in dropped_idx]
     attention, choices, scale_max = [], [], None
     maps = None if is_mlp else library.attention(data.manifest["model_fingerprint"], data.manifest["probeset_hash"])
     if maps is not None and probes is not None and maps.grid[0] > 1:
@@ -294,9 +370,13 @@ def head_detail(root: str | Path, key: str, layer: int, head: int, top: int = 8,
                               "image": png_uri(attention_overlay(probes.image(by_id[pid]), per_probe[j], scale_max=scale_max,
                                                                  size=192))})
     metric = data.manifest["spec"]["metric"]
-    return {"key": data.key, "layer": layer, "head": -1 if is_mlp else head, "is_mlp": is_mlp,
-            "site": site_label(layer, -1 if is_mlp else head),
-            "metric": metric, "metric_axis": hv.metric_axis(metric), "metric_note": hv.metric_note(metric),
+    return {"key": data.key, "layer": layer, "head": axis.NO_HEAD if is_mlp else head, "is_mlp": is_mlp,
+            "site": site, "kind": kind.name, "kind_title": kind.title, "intervention": fam.name, "needs_pairs": fam.needs_pairs,
+            "direction": data.manifest["spec"].get("direction", ""), "alpha_name": fam.alpha_name,
+            "intervention_phrase": hv.intervention_phrase(data.manifest["spec"]),
+            "metric": metric, "metric_axis": hv.metric_axis(metric, fam.name),
+            "metric_note": hv.metric_note(metric, fam.name),
+            "dropped": dropped, "n_ranked": int(idx.size),
             "model": data.manifest["model"], "probes": data.manifest["probes"],
             "alphas": list(data.alphas), "curve": curve, "task": chosen, "tasks": hv.task_choices(data.tasks, families),
             "n_curve": int(keep.sum()),

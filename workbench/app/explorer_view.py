@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.app.data import ALL, Matrix, SweepData, default_alpha, site_label
+from workbench import axis
+from workbench.app.data import ALL, Matrix, SweepData, default_alpha
 from workbench.app.head_visuals import metric_note
 from workbench.organism import planted_record
 from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS
@@ -33,15 +34,27 @@ CHOICES = ("model", "probes", "intervention", "metric")
 QUERY_KEYS = ("key", *CHOICES, "alpha", "task", "relation", "search")
 FAMILIES = {"spatial": SPATIAL_TASKS, "control": CONTROL_TASKS}
 
-def metric_definition(metric: str) -> str:
+def metric_definition(metric: str, intervention: str = "scale") -> str:
     """The sentence under the heatmap: the head page's (:func:`~workbench.app.head_visuals.metric_note`), one text for
-    both."""
-    return metric_note(metric)
+    both; a family other than scale says what its value is (:attr:`workbench.axis.Family.value`)."""
+    return metric_note(metric, intervention)
 
 
 def hurts_low(metric: str) -> bool:
     """True when a more negative value means more harm (every metric but ``kl``, where larger = more change)."""
     return metric != "kl"
+
+
+def high_first(metric: str, intervention: str = "scale") -> bool:
+    """Whether rank 1 is the largest value: for ``kl`` (the largest change) and for patching (a site carrying the whole
+    logit difference has normalized effect 1); for every Δ metric rank 1 is the most negative (the largest harm)."""
+    return axis.family(intervention).needs_pairs or not hurts_low(metric)
+
+
+def diverging(metric: str, intervention: str = "scale") -> bool:
+    """Whether the values are drawn on a diverging scale centred at 0 (every Δ metric, and patching's normalized effect,
+    which can be negative); ``kl`` (≥ 0) is drawn from 0 up."""
+    return axis.family(intervention).needs_pairs or hurts_low(metric)
 
 
 # ---------------------------------------------------------------- URL state
@@ -76,7 +89,14 @@ def to_query(state: dict) -> str:
 
 
 def intervention_label(row: dict) -> str:
-    return f"{row['target']} · {row['positions']} token{'s' if row['positions'] == 'all' else ''}"
+    """The explorer's "Intervention" choice of a catalog row: ``heads · last token`` for a scale sweep (as before
+    families existed, so old links keep working), else the family named: ``heads · patch · noising · last token``,
+    ``edges · temperature · last token``."""
+    pos = f"{row['positions']} token{'s' if row['positions'] == 'all' else ''}"
+    fam = axis.family(row.get("intervention", "scale"))
+    if fam is axis.SCALE:
+        return f"{row['target']} · {pos}"
+    return " · ".join(x for x in (row["target"], fam.name, row.get("direction", ""), pos) if x)
 
 
 def _pick(options: list, value):
@@ -103,7 +123,8 @@ def resolve(rows: list[dict], chosen: dict) -> tuple[dict, dict]:
         rows = hit
     alphas = sorted({a for r in rows for a in r["alphas"]})
     options["alpha"] = alphas
-    values["alpha"] = chosen.get("alpha") if chosen.get("alpha") in alphas else default_alpha(alphas)
+    values["alpha"] = chosen.get("alpha") if chosen.get("alpha") in alphas else \
+        default_alpha(alphas, rows[0].get("intervention", "scale") if rows else "scale")
     rows = [r for r in rows if values["alpha"] in r["alphas"]]
     values["key"] = rows[0]["key"] if rows else None
     return options, values
@@ -154,22 +175,29 @@ def relations_of(sd: SweepData, task: str) -> list[str]:
 
 # ---------------------------------------------------------------- ranked table
 def is_mlp(sd: SweepData) -> bool:
-    return sd.manifest["spec"]["target"] == "mlp"
+    """Whether the sweep's sites are one per layer (its kind has no head axis: the MLPs)."""
+    return not sd.kind.per_head
 
 
-def ranked(m: Matrix, mlp: bool = False) -> list[dict]:
+def ranked(m: Matrix, mlp: bool = False, kind: axis.SiteKind | None = None) -> list[dict]:
     """Every site of ``m`` as a table row, ranked: rank 1 = the largest harm (the most negative mean; for ``kl``
-    the largest change). Ties keep layer-major order. Row ``id`` is the site label (``L3H5``, ``L3 MLP``)."""
+    the largest change; for patching the largest normalized effect, :func:`high_first`). Ties keep layer-major
+    order; a site no probe measured (NaN) ranks last. Row ``id`` is the site label (``L3H5``, ``L3 MLP``,
+    ``L3H5→img``: ``kind``'s, else heads or, with ``mlp``, MLPs)."""
+    kind = kind or (axis.MLP if mlp else axis.HEADS)
     mean = np.asarray(m.mean, dtype=float)
     flat = mean.ravel()
-    order = np.argsort(flat if hurts_low(m.metric) else -flat, kind="stable")
+    order = np.argsort(-flat if high_first(m.metric, m.intervention) else flat, kind="stable")  # NaN sorts last either way
     n_heads = mean.shape[1]
+    used = None if m.n_used is None else np.asarray(m.n_used).ravel()
     rows = []
     for rank, i in enumerate(order, start=1):
         layer, head = divmod(int(i), n_heads)
-        h = -1 if mlp else head
-        rows.append({"id": site_label(layer, h), "rank": rank, "site": site_label(layer, h), "layer": layer, "head": h,
-                     "mean": float(flat[i]), "low": float(m.low.ravel()[i]), "high": float(m.high.ravel()[i])})
+        h = head if kind.per_head else axis.NO_HEAD
+        site = kind.label(layer, h)
+        rows.append({"id": site, "rank": rank, "site": site, "layer": layer, "head": h,
+                     "mean": float(flat[i]), "low": float(m.low.ravel()[i]), "high": float(m.high.ravel()[i]),
+                     "n": int(used[i]) if used is not None else m.n_probes})
     return rows
 
 
@@ -197,15 +225,18 @@ def search_rows(rows: list[dict], text: str | None) -> list[dict]:
 def small_multiples(sd: SweepData, alpha: float, task: str) -> tuple[list[dict], tuple[float, float] | None]:
     """(one panel per relation among ``task``'s probes: ``{"relation", "n", "mean" [layer, head]}``, the colour range
     they share: symmetric about 0 and spanning every panel's largest magnitude; for ``kl`` 0 to the largest value)."""
+    from workbench.sweeps import aggregate
+
     ai = sd.alpha_index(alpha)
     panels = []
     for r in relations_of(sd, task):
         keep = sd.mask(r, task)
-        panels.append({"relation": r, "n": int(keep.sum()), "mean": sd.values[keep, ai].mean(0)})
+        v = sd.values[keep, ai]  # [probe, layer, head]; n = the probes used (a patching sweep's dropped ones are not)
+        panels.append({"relation": r, "n": int(aggregate.n_used(v).max(initial=0)), "mean": aggregate.mean(v)})
     if not panels:
         return [], None
     stacked = np.stack([p["mean"] for p in panels])
-    if not hurts_low(sd.manifest["spec"]["metric"]):
+    if not diverging(sd.manifest["spec"]["metric"], sd.family.name):
         return panels, (0.0, float(np.nanmax(stacked)) or 1.0)
     span = float(np.nanmax(np.abs(stacked))) or 1.0
     return panels, (-span, span)
@@ -213,22 +244,26 @@ def small_multiples(sd: SweepData, alpha: float, task: str) -> tuple[list[dict],
 
 # ---------------------------------------------------------------- downloads
 def matrix_csv(m: Matrix, sd: SweepData, task: str) -> str:
-    """The shown matrix as CSV, one row per site: layer, head (−1 = the layer's MLP), site, mean, ci_low, ci_high
-    (the 95% bootstrap interval), rank, and what it is (sweep key, metric, α, task, relation, n_probes)."""
-    mlp = is_mlp(sd)
-    ranks = {r["id"]: r["rank"] for r in ranked(m, mlp)}
+    """The shown matrix as CSV, one row per site: layer, head (−1 = a per-layer site: the layer's MLP), site, mean,
+    ci_low, ci_high (the 95% bootstrap interval), rank, and what it is (sweep key, metric, α, task, relation, n_probes,
+    and the intervention; ``n_used``: the probes the site's mean is over, fewer than n_probes where a patching sweep
+    dropped some)."""
+    kind = sd.kind
+    ranks = {r["id"]: r["rank"] for r in ranked(m, kind=kind)}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["layer", "head", "site", "mean", "ci_low", "ci_high", "rank", "sweep", "metric", "alpha", "task", "relation",
-                "n_probes"])
+                "n_probes", "intervention", "n_used"])
     n_layers, n_heads = m.mean.shape
+    used = m.n_used if m.n_used is not None else np.full(m.mean.shape, m.n_probes)
+    what = intervention_label(sd.manifest["spec"])
     for layer in range(n_layers):
         for head in range(n_heads):
-            h = -1 if mlp else head
-            site = site_label(layer, h)
+            h = head if kind.per_head else axis.NO_HEAD
+            site = kind.label(layer, h)
             w.writerow([layer, h, site, repr(float(m.mean[layer, head])), repr(float(m.low[layer, head])),
                         repr(float(m.high[layer, head])), ranks[site], sd.key, m.metric, f"{m.alpha:g}", task or ALL, m.relation,
-                        m.n_probes])
+                        m.n_probes, what, int(used[layer, head])])
     return buf.getvalue()
 
 

@@ -1,8 +1,10 @@
 """Downloads the app offers, as ``(file name, bytes)``: head sets and scale vectors. No Dash here.
 
-- Head sets from a stored sweep: the top ``k`` heads ranked by how much scaling them to α lowers
-  the metric (score = −mean effect, over all probes or one relation), as the workbench's JSON or
-  CSV (:class:`~workbench.discovery.headsets.HeadSet`, carrying the model fingerprint).
+- Head sets from a stored sweep: the top ``k`` heads by the sweep family's ranking rule
+  (:func:`~workbench.discovery.headsets.sweep_ranking`: a scale sweep by how much scaling them to α lowers
+  the metric, score = −mean effect; a patching sweep by normalized effect, largest first, score = the mean
+  effect; over all probes or one relation), as the workbench's JSON or CSV
+  (:class:`~workbench.discovery.headsets.HeadSet`, carrying the model fingerprint; its ``method`` names the rule).
 - Scale vectors: the ``.safetensors`` with its ``.json`` metadata (zipped together, since a vector
   is both files), or the ScAle reference code's ``eff_attn.npy`` / ``eff_mlp.npy`` (zipped).
 
@@ -22,10 +24,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import torch
-
 from workbench.app.data import ALL, matrix, sweep_data
-from workbench.discovery.headsets import HeadSet, top_heads
+from workbench.discovery.headsets import HeadSet, sweep_ranking, top_heads
 from workbench.errors import WorkbenchError
 
 HEADSET_FORMATS = ("json", "csv")
@@ -53,14 +53,12 @@ def store_file(root: str | Path, folder: str, name: object, suffix: str, what: s
 
 
 def headset(root: str | Path, key: str, alpha: float, k: int, relation: str = ALL) -> HeadSet:
+    """The top ``k`` heads of sweep ``key`` at ``alpha`` over ``relation``'s probes, ranked by its family's rule."""
     data = sweep_data(root, key)
     m = data.manifest
-    if m["spec"]["target"] != "heads":
-        raise WorkbenchError(f"sweep {data.key[:12]} scaled MLPs, not heads", "choose a head sweep")
+    sign, method = sweep_ranking(m["spec"], alpha, data.key, relation)
     mat = matrix(root, data.key, alpha, relation)
-    method = (f"sweep:{m['spec']['metric']}@alpha={alpha:g}" + ("" if relation in ("", ALL) else f":{relation}")
-              + f":{data.key[:12]}")
-    return top_heads(-torch.from_numpy(mat.mean), int(k), m["model"], m["model_fingerprint"], method)
+    return top_heads(sign * mat.mean, int(k), m["model"], m["model_fingerprint"], method)
 
 
 def headset_file(hs: HeadSet, fmt: str) -> tuple[str, bytes]:

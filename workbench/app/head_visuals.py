@@ -3,7 +3,9 @@ each metric's definition and sign, which probes a plot averages, and which atten
 
 - :func:`percent`: a share in [0, 1] as text that never reads "2e-02%" and never rounds a real share to 0%;
 - :func:`metric_note` / :func:`metric_axis`: the definition and sign convention of a sweep's effect
-  (an effect is the metric under the intervention minus the same metric clean; ``kl`` is already relative);
+  (an effect is the metric under the intervention minus the same metric clean; ``kl`` is already relative;
+  a patching sweep's value is the normalized effect, :data:`workbench.axis.PATCH`'s ``value``);
+- :func:`intervention_phrase`: what a sweep did to one site, in words ("patching the head's output …");
 - :func:`family_of`, :func:`task_choices`, :func:`normalize_task`, :func:`task_mask`: the probe filter of the α-curve and the
   ranking
   ("spatial" by default: spatial and control probes are never averaged together unless "all" is chosen);
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from workbench import axis
 from workbench.errors import WorkbenchError
 from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS
 
@@ -58,15 +61,30 @@ _METRIC = {  # (axis label, definition, sign)
 }
 
 
-def metric_axis(metric: str) -> str:
-    """The y-axis label of an effect of ``metric``."""
+PATCH_AXIS = "fraction of the logit difference"  # a patching effect's axis (the figure's title names the effect)
+DROPPED = ("Probes whose base and source logit differences are too close to normalise are dropped (stored as NaN) and "
+           "counted; every mean is over the probes used.")
+
+
+def metric_axis(metric: str, intervention: str = "scale") -> str:
+    """The y-axis label of an effect of ``metric`` under ``intervention`` (a patching sweep's value has its own unit)."""
+    if axis.family(intervention).needs_pairs:
+        return PATCH_AXIS
     if metric == "kl":
         return "KL(clean ‖ intervened), nats"
     return _METRIC[metric][0] if metric in _METRIC else f"Δ {metric}"
 
 
-def metric_note(metric: str) -> str:
-    """One sentence: what the plotted value is and which sign means what (``workbench.metrics``' definitions)."""
+def metric_note(metric: str, intervention: str = "scale") -> str:
+    """One sentence: what the plotted value is and which sign means what (``workbench.metrics``' definitions); for a
+    family other than scale, the family's own definition (:attr:`workbench.axis.Family.value`) first."""
+    fam = axis.family(intervention)
+    if fam.needs_pairs:
+        return f"{fam.value[0].upper()}{fam.value[1:]}. {DROPPED}"
+    if fam is not axis.SCALE:
+        base = metric_note(metric)
+        return (f"{fam.value[0].upper()}{fam.value[1:]}. " + base.replace("α = 1 is the unchanged model",
+                                                                          f"{fam.alpha_name} = 1 is the unchanged model"))
     if metric == "kl":
         return ("KL(clean ‖ intervened) over the whole vocabulary at the answer position, in nats: ≥ 0, 0 = nothing changed; "
                 "it has no sign, so it does not say whether the answer got better or worse.")
@@ -74,6 +92,25 @@ def metric_note(metric: str) -> str:
         return f"Δ {metric} = {metric} under the intervention − {metric} of the clean model."
     label, definition, sign = _METRIC[metric]
     return f"{label} = intervened − clean, where {definition}; {sign}. α = 1 is the unchanged model (effect 0)."
+
+
+_WHERE = {axis.HEADS.name: "the head's output", axis.MLP.name: "the layer's MLP output",  # what one site of each kind is
+          axis.EDGES.name: "the head's attention from the last token to the image"}
+
+
+def intervention_phrase(spec: dict) -> str:
+    """What a sweep (a manifest's ``spec``) did to each site, in words, for titles: "scaling the head's output by α",
+    "patching the head's output from the counterfactual run into the clean run (noising)", "dividing the head's
+    image-key attention logits by the temperature"."""
+    fam, kind = axis.family(spec.get("intervention", "scale")), axis.kind(spec["target"])
+    what = _WHERE.get(kind.name, kind.title)
+    if fam.needs_pairs:
+        src, base = ("the counterfactual run", "the clean run") if spec.get("direction") == "noising" else \
+            ("the clean run", "the counterfactual run")
+        return f"patching {what} from {src} into {base} ({spec.get('direction', '')})"
+    if fam is axis.TEMPERATURE:
+        return f"dividing {what.replace('attention from', 'attention logits from')} by the temperature"
+    return f"scaling {what} by α"
 
 
 # ---------------------------------------------------------------- which probes

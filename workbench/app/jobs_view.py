@@ -18,11 +18,14 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
-from workbench.app.data import default_alpha
-from workbench.jobs.params import DEFAULT_PROBES, IDENTITY
+from workbench import axis
+from workbench.app.data import default_alpha, rankable
+from workbench.jobs.params import DEFAULT_PROBES
 from workbench.jobs.registry import Job
 
 POSITIONS = {"last": "last token", "all": "every token"}
+EVERY = {axis.HEADS.name: "every attention head", axis.MLP.name: "every layer's MLP",  # what a sweep of each kind runs over
+         axis.EDGES.name: "every head's last-token → image attention"}
 
 
 def _alphas(alphas) -> str:
@@ -54,11 +57,17 @@ def describe(kind: str, params: dict) -> str:
     """One line: what a job of ``kind`` with ``params`` (:func:`workbench.jobs.sweep_params` /
     :func:`~workbench.jobs.train_params`) computes."""
     if kind == "sweep":
-        mlp = params.get("target") == "mlp"
-        target = "every layer's MLP, one at a time" if mlp else "every attention head, one at a time"
-        parts = [f"target: {target}", f"intervention: scale its output by α ({'MLP' if mlp else 'head'} × α)",
-                 f"positions: {POSITIONS.get(params.get('positions'), params.get('positions'))}",
-                 f"α: {_alphas(params.get('alphas', ()))}", f"metric: {params.get('metric')}"]
+        from workbench.app.head_visuals import intervention_phrase
+
+        site = axis.KINDS.get(params.get("target", axis.HEADS.name), axis.HEADS)
+        fam = axis.FAMILIES.get(params.get("intervention", "scale"), axis.SCALE)
+        spec = {"target": site.name, "intervention": fam.name, "direction": params.get("direction", "")}
+        parts = [f"target: {EVERY.get(site.name, site.title)}, one at a time", f"intervention: {intervention_phrase(spec)}",
+                 f"positions: {POSITIONS.get(params.get('positions'), params.get('positions'))}"]
+        if fam.has_alpha:
+            parts.append(f"{fam.alpha_name}: {_alphas(params.get('alphas', ()))}")
+        parts.append(f"metric: {params.get('metric')}" if not fam.needs_pairs else
+                     "value: normalized effect of the logit difference")
     elif kind == "train":
         heads = params.get("heads")
         listed = "all heads" if heads is None else ", ".join(f"L{a}H{b}" for a, b in heads)
@@ -96,23 +105,24 @@ def explorer_href(key: str, **choices) -> str:
     return "/?" + urlencode({"key": key, **{k: v for k, v in choices.items() if v is not None}})
 
 
-def rankable_alphas(alphas) -> list[float]:
-    """The α of a sweep that heads can be ranked on: all but the identity α = 1, whose effects are 0 by construction."""
-    return [float(a) for a in alphas if float(a) != IDENTITY]
+def rankable_alphas(alphas, intervention: str = "scale") -> list[float]:
+    """The α of a sweep that heads can be ranked on: all but the family's identity α = 1, whose effects are 0 by
+    construction (a patching sweep's single α 1.0 is the patched site, not an identity: it is rankable)."""
+    return [float(a) for a in alphas if rankable(a, intervention)]
 
 
 IDENTITY_ONLY = "α = 1 only: the identity, every effect 0, nothing to rank"
 
 
 def export_sweeps(rows: list[dict]) -> tuple[list[dict], str | None]:
-    """Export's sweep choices from :func:`workbench.app.data.catalog` rows: complete head sweeps, newest first.
-    A sweep of α = 1 alone is listed disabled with the reason; the value preselected is the newest sweep
-    with an α to rank on (None when there is none)."""
+    """Export's sweep choices from :func:`workbench.app.data.catalog` rows: complete sweeps of heads (a per-head site
+    kind: heads, edges; any family), newest first. A sweep of α = 1 alone is listed disabled with the reason; the value
+    preselected is the newest sweep with an α to rank on (None when there is none)."""
     options, first = [], None
     for r in rows:
-        if not (r.get("complete") and r.get("target") == "heads"):
+        if not (r.get("complete") and axis.kind(r.get("target", axis.HEADS.name)).per_head):
             continue
-        usable = bool(rankable_alphas(r.get("alphas", ())))
+        usable = bool(rankable_alphas(r.get("alphas", ()), r.get("intervention", "scale")))
         label = r["label"] if usable else f"{r['label']} ({IDENTITY_ONLY})"
         options.append({"label": label, "value": r["key"], "disabled": not usable})
         if usable and first is None:
@@ -120,9 +130,20 @@ def export_sweeps(rows: list[dict]) -> tuple[list[dict], str | None]:
     return options, first
 
 
-def alpha_options(alphas) -> tuple[list[dict], float | None]:
-    """"Rank by α" choices of one sweep: α = 1 shown but disabled (the identity), the first other α preselected."""
-    opts = [{"label": f"{float(a):g}" + (" (identity: nothing to rank)" if float(a) == IDENTITY else ""), "value": float(a),
-             "disabled": float(a) == IDENTITY} for a in alphas]
-    ranked = rankable_alphas(alphas)
-    return opts, (default_alpha(ranked) if ranked else None)
+def alpha_options(alphas, intervention: str = "scale") -> tuple[list[dict], float | None]:
+    """"Rank by α" choices of one sweep: the family's identity (α = 1) shown but disabled, the family's default α
+    preselected (:func:`workbench.app.data.default_alpha`); a patching sweep's one α 1.0 is "fully patched"."""
+    fam = axis.family(intervention)
+    note = " (identity: nothing to rank)" if fam.has_alpha else " (fully patched)"
+    opts = [{"label": f"{float(a):g}" + (note if not fam.has_alpha or not rankable(a, intervention) else ""),
+             "value": float(a), "disabled": not rankable(a, intervention)} for a in alphas]
+    ranked = rankable_alphas(alphas, intervention)
+    return opts, (default_alpha(ranked, intervention) if ranked else None)
+
+
+def ranking_rule(intervention: str = "scale") -> str:
+    """The Export page's line on how a sweep of this family ranks heads (the head set's ``method`` names it too)."""
+    if axis.family(intervention).needs_pairs:
+        return ("heads by normalized patching effect, largest first: a head carrying the whole logit difference scores "
+                "near 1 (method patch:DIRECTION@POSITIONS)")
+    return "heads whose intervention at this α lowers the metric most (score = −mean Δ)"

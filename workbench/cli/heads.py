@@ -23,29 +23,29 @@ def export(sweep: str = typer.Option(..., "--sweep", help="Key (or unique prefix
            alpha: float = typer.Option(0.0, "--alpha", help="Which α of the sweep ranks the heads."),
            store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder."),
            force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
-    """Rank heads by how much scaling them to α lowers the metric (mean over the sweep's probes) and save the top k."""
-    import torch
-
-    from workbench.discovery.headsets import top_heads
+    """Rank heads by the sweep's family (mean over the sweep's probes; a probe a patching sweep dropped is left out) and
+    save the top k: a scale sweep by how much scaling them to α lowers the metric, a patching sweep by normalized
+    effect, largest first (its one α needs no --alpha). The file's ``method`` names the rule."""
+    from workbench import axis
+    from workbench.discovery.headsets import sweep_ranking, top_heads
     from workbench.store.effects import EffectStore
+    from workbench.sweeps import aggregate
 
     if out.exists() and not force:
         raise WorkbenchError(f"{out} already exists", "choose another --out or pass --force to replace it")
     st = EffectStore.existing(store)
     key = st.resolve(sweep)
     m = st.manifest(key)
-    if m["spec"]["target"] != "heads":
-        raise WorkbenchError(f"sweep {key[:12]} scaled MLPs, not heads", "export from a head sweep")
-    frame = st.read(key)
-    frame = frame[frame["alpha"] == alpha]
-    if frame.empty:
+    fam = axis.family(m["spec"].get("intervention", "scale"))
+    alphas = [float(a) for a in m["spec"]["alphas"]]
+    if not fam.has_alpha:
+        alpha = alphas[0]  # patching: the one α (fully patched)
+    sign, method = sweep_ranking(m["spec"], alpha, key)  # refuses a per-layer kind (MLPs): a head set holds heads
+    if alpha not in alphas:
         raise WorkbenchError(f"sweep {key[:12]} has no α = {alpha:g}", f"choose one of {m['spec']['alphas']}")
-    means = frame.groupby(["layer", "head"])["value"].mean()
-    layers, heads = m["shape"]
-    scores = torch.zeros(layers, heads)
-    for (layer, head), v in means.items():
-        scores[layer, head] = -float(v)
-    hs = top_heads(scores, k, m["model"], m["model_fingerprint"], f"sweep:{m['spec']['metric']}@alpha={alpha:g}:{key[:12]}")
+    dense = st.read_dense(key)  # [probe, alpha, layer, head]
+    hs = top_heads(sign * aggregate.mean(dense.values[:, alphas.index(alpha)]), k, m["model"], m["model_fingerprint"],
+                   method)
     hs.save(out)
     _show(hs)
     console.print(f"wrote [green]{out}[/]")
@@ -69,7 +69,9 @@ def import_(path: Path = typer.Argument(..., help="A head set (.json or .csv).")
 
 
 def _show(hs) -> None:
+    from workbench import axis
+
     t = Table("head", "score", title=f"{hs.method} · {hs.model}")
     for (layer, head), s in zip(hs.heads, hs.scores):
-        t.add_row(f"L{layer}H{head}", f"{s:+.4f}")
+        t.add_row(axis.HEADS.label(layer, head), f"{s:+.4f}")
     console.print(t)

@@ -6,6 +6,12 @@ JSON::
      "method": "sweep:logit_diff@alpha=0", "heads": [[3, 5], [2, 1]], "scores": [1.52, 0.87], "created": "…"}
 
 CSV: one row per head with columns ``layer, head, score, method, model, model_fingerprint, created``.
+
+``method`` says how the heads were ranked (:func:`sweep_ranking`): ``sweep:logit_diff@alpha=0:<key>`` — a scale
+sweep, heads whose scaling to α lowers the metric most, score = −mean Δ; ``patch:noising@last:<key>`` — a
+patching sweep, heads by normalized effect, largest first (a head carrying the whole answer-vs-foil difference
+scores near 1), score = the mean normalized effect; ``temperature-edges:logit_diff@temperature=0.5:<key>`` — a
+family or kind other than scale-on-heads names both.
 Loading either checks the format; :meth:`HeadSet.check_model` refuses a set made for another model
 (a different fingerprint), since head indices mean nothing across models.
 """
@@ -18,13 +24,11 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write
-
-if TYPE_CHECKING:  # only for annotations: reading a head set (the store's checks, the app) needs no torch
-    import torch
 
 FORMAT, VERSION = "workbench-headset", 1
 CSV_COLUMNS = ("layer", "head", "score", "method", "model", "model_fingerprint", "created")
@@ -101,15 +105,42 @@ class HeadSet:
         raise WorkbenchError(f"unknown head-set format {path.suffix!r}", "use a .json or .csv file")
 
 
-def top_heads(scores: torch.Tensor, k: int, model: str, fingerprint: str, method: str) -> HeadSet:
-    """The ``k`` highest-scoring heads of a ``[layer, head]`` score map."""
-    if not 1 <= k <= scores.numel():
-        raise WorkbenchError(f"k = {k} is out of range for {scores.shape[0]}×{scores.shape[1]} heads",
-                             f"pick 1 ≤ k ≤ {scores.numel()}")
-    values, idx = scores.flatten().topk(k)
-    heads = tuple((int(i) // scores.shape[1], int(i) % scores.shape[1]) for i in idx)
-    return HeadSet(model, fingerprint, method, heads, tuple(float(v) for v in values),
+def top_heads(scores, k: int, model: str, fingerprint: str, method: str) -> HeadSet:
+    """The ``k`` highest-scoring heads of a ``[layer, head]`` score map (a torch tensor or a numpy array).
+
+    Highest first; ties go to the lower flat index (layer-major), and a NaN score (a head no probe could
+    measure) ranks below every number, so it is picked only when k asks for more heads than have scores."""
+    values = np.asarray(scores.detach().cpu() if hasattr(scores, "detach") else scores, dtype=np.float64)
+    if values.ndim != 2:
+        raise WorkbenchError(f"head scores must be a [layer, head] map, got shape {tuple(values.shape)}",
+                             "pass one score per (layer, head)")
+    n_layers, n_heads = values.shape
+    if not 1 <= k <= values.size:
+        raise WorkbenchError(f"k = {k} is out of range for {n_layers}×{n_heads} heads", f"pick 1 ≤ k ≤ {values.size}")
+    flat = values.ravel()
+    order = np.lexsort((np.arange(flat.size), -np.nan_to_num(flat, nan=-np.inf), np.isnan(flat)))[:k]
+    heads = tuple((int(i) // n_heads, int(i) % n_heads) for i in order)
+    return HeadSet(model, fingerprint, method, heads, tuple(float(flat[i]) for i in order),
                    datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def sweep_ranking(spec: dict, alpha: float, key: str, relation: str = "") -> tuple[float, str]:
+    """(sign, method) of ranking a sweep's ``[layer, head]`` mean effects: the head set's scores are ``sign × mean``,
+    highest first, and ``method`` names the rule (module docstring).
+
+    A patching sweep ranks by normalized effect descending (sign +1: the heads that carry the difference score near
+    1); every Δ-metric family by the most negative mean (sign −1: the heads whose intervention hurts most). Refuses a
+    per-layer kind: a head set holds heads."""
+    from workbench import axis
+
+    kind, fam = axis.kind(spec["target"]), axis.family(spec.get("intervention", "scale"))
+    if not kind.per_head:
+        raise WorkbenchError(f"sweep {key[:12]} intervened on {kind.title}, not heads", "choose a sweep of heads")
+    rel = "" if relation in ("", "all", None) else f":{relation}"
+    if fam.needs_pairs:
+        return 1.0, f"{fam.name}:{spec.get('direction', '')}@{spec['positions']}{rel}:{key[:12]}"
+    what = "sweep" if (fam, kind) == (axis.SCALE, axis.HEADS) else f"{fam.name}-{kind.name}"
+    return -1.0, f"{what}:{spec['metric']}@{'alpha' if fam.name == 'scale' else fam.alpha_name}={alpha:g}{rel}:{key[:12]}"
 
 
 def recall_at_k(found: HeadSet, truth: list[tuple[int, int]]) -> float:

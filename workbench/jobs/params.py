@@ -15,14 +15,11 @@ import json
 import re
 from pathlib import Path
 
+from workbench import axis
 from workbench.errors import WorkbenchError
-from workbench.interventions.core import POSITIONS
-from workbench.metrics import METRICS
-from workbench.models.devices import check_device
-from workbench.probes.generate import MAX_PROBES
+from workbench.names import MAX_PROBES, METRICS, MODES, POSITIONS, TARGETS  # torch-free: the app's server imports this module
 from workbench.probes.probeset import ProbeSet
-from workbench.scale.vector import MODES
-from workbench.sweeps.spec import TARGETS, SweepSpec
+from workbench.sweeps.spec import SweepSpec
 
 MAX_ATTENTION_PROBES = 1024  # attention maps kept per sweep (each is [layer, head, patch] floats)
 DEFAULT_PROBES = "default"  # the seeded spatial probes of the organism's held-out set
@@ -157,6 +154,8 @@ def _probes(probes: str) -> str:
 
 
 def _device(device: str) -> str:
+    from workbench.models.devices import check_device  # asks torch which devices exist: imported only when a form is checked
+
     try:
         return check_device(device)
     except WorkbenchError as e:
@@ -185,18 +184,75 @@ def _show(v: float) -> str:
     return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
 
 
+def _family_fields(intervention: str, target: str, direction: str, alphas: str, metric: str, min_gap) -> dict:
+    """The sweep's family fields checked as :class:`~workbench.sweeps.spec.SweepSpec` checks them, each refusal on the
+    field it is about: a family on a kind it does not apply to (temperature on heads) under *target*, a missing or
+    stray direction under *direction*, α given to patching (it has none) under *alphas*, another metric than the
+    logit difference for patching under *metric*. Returns ``intervention``, ``direction``, ``min_gap``, ``alphas``."""
+    intervention = _choice("intervention", str(intervention or "scale"), axis.INTERVENTIONS)
+    fam = axis.family(intervention)
+    target = _choice("target", target, TARGETS)
+    if target not in fam.kinds:
+        raise FieldError("target", f"the {fam.name} intervention does not apply to {axis.kind(target).title}",
+                         f"choose target {' or '.join(fam.kinds)} for {fam.name}")
+    direction = str(direction or "").strip() if fam.needs_pairs else ""
+    if fam.needs_pairs and direction not in axis.DIRECTIONS:
+        raise FieldError("direction", f"unknown direction {direction!r}" if direction else "patching needs a direction",
+                         f"choose {' or '.join(axis.DIRECTIONS)}")
+    gap = _number("min_gap", min_gap if min_gap not in (None, "") else 0.0, float, 0.0) if fam.needs_pairs else 0.0
+    if not fam.has_alpha:
+        if str(alphas or "").strip() and parse_alphas(alphas) != fam.default_alphas:
+            raise FieldError("alphas", f"the {fam.name} intervention has no α (got {alphas})",
+                             "leave α empty for a patching sweep: every site is fully patched")
+        if metric != "logit_diff":
+            raise FieldError("metric", f"patching normalises the answer-vs-foil logit difference, not {metric!r}",
+                             "choose metric logit_diff for a patching sweep")
+        alpha_list = fam.default_alphas
+    else:
+        alpha_list = parse_alphas(alphas)
+        check_not_identity(alpha_list)
+    try:
+        SweepSpec(alphas=alpha_list, metric=metric, target=target, intervention=intervention, direction=direction,
+                  min_gap=gap)
+    except WorkbenchError as e:  # anything the spec refuses that the fields above did not name
+        raise FieldError("intervention", e.problem, e.fix) from None
+    return {"intervention": intervention, "direction": direction, "min_gap": gap, "alphas": list(alpha_list)}
+
+
+def check_pairs_available(probes: str) -> None:
+    """Refuse a patching sweep on probes without counterfactual partners (the default held-out spatial set has them;
+    a folder is read here, without a model)."""
+    if probes == DEFAULT_PROBES:
+        return
+    ps = ProbeSet.load(Path(probes).expanduser())
+    lacking = [it for it in ps.items if not it.has_counterfactual]
+    if lacking:
+        raise FieldError("probes", f"{len(lacking)} of {len(ps.items)} probes of {ps.name!r} have no counterfactual "
+                                   f"(first: {lacking[0].id!r}, task {lacking[0].task!r}), so they cannot be patched",
+                         "choose spatial probes of a generated probe set (workbench probes make --tasks relation,verify)")
+
+
 def sweep_params(store: str, model: str, probes: str = DEFAULT_PROBES, alphas: str = "0, 0.5, 2", metric: str = "logit_diff",
-                 positions: str = "last", target: str = "heads", attention_probes: int = 16, device: str = "cpu",
-                 label: str = "", probes_per_chunk: int = 64) -> dict:
-    alpha_list = parse_alphas(alphas)
-    check_not_identity(alpha_list)
-    return {"store": str(store), "model": _model(model), "probes": _probes(probes), "alphas": list(alpha_list),
-            "metric": _choice("metric", metric, METRICS), "positions": _choice("positions", positions, POSITIONS),
-            "target": _choice("target", target, TARGETS),
+                 positions: str = "last", target: str = axis.HEADS.name, attention_probes: int = 16, device: str = "cpu",
+                 label: str = "", probes_per_chunk: int = 64, intervention: str = "scale", direction: str = "",
+                 min_gap: float = 0.0) -> dict:
+    """A sweep job's parameters. ``intervention`` (scale, patch, temperature), ``direction`` (patching: noising or
+    denoising) and ``min_gap`` (patching: the smallest |source − base| logit difference normalised) are checked by
+    :func:`_family_fields`; a patching sweep takes no α (leave it empty) and needs probes with counterfactuals."""
+    metric = _choice("metric", metric, METRICS)
+    fam = _family_fields(intervention, target, direction, alphas, metric, min_gap)
+    probes = _probes(probes)
+    if axis.family(fam["intervention"]).needs_pairs:
+        check_pairs_available(probes)
+    return {"store": str(store), "model": _model(model), "probes": probes, "alphas": fam["alphas"],
+            "metric": metric, "positions": _choice("positions", positions, POSITIONS),
+            "target": _choice("target", target, TARGETS), "intervention": fam["intervention"], "direction": fam["direction"],
+            "min_gap": fam["min_gap"],
             "attention_probes": _number("attention_probes", attention_probes, int, 0, MAX_ATTENTION_PROBES),
             "device": _device(device),
-            "label": label or f"sweep α={alphas}", "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1,
-                                                                               MAX_PROBES)}
+            "label": label or (f"sweep α={alphas}" if axis.family(fam["intervention"]) is axis.SCALE else
+                               f"sweep {fam['intervention']} {fam['direction'] or alphas}".strip()),
+            "probes_per_chunk": _number("probes_per_chunk", probes_per_chunk, int, 1, MAX_PROBES)}
 
 
 # The organism study's ScAle all-positions setting (analyses/organism_study.py, row scale-all-attn of

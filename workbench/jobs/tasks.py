@@ -32,7 +32,7 @@ class Reporter(Protocol):
 
 def default_probes() -> ProbeSet:
     """The organism's fixed held-out evaluation set, spatial half (every model gets the same seeded set)."""
-    from workbench.organism.train import eval_probes
+    from workbench.organism.probesets import eval_probes
 
     return eval_probes().filter(lambda it: it.family == "spatial", name="heldout-spatial")
 
@@ -51,16 +51,25 @@ def _load_model(params: dict, report: Reporter, eager: bool = False):
     return vlm
 
 
+def sweep_spec(params: dict):
+    """The :class:`~workbench.sweeps.spec.SweepSpec` a sweep job's parameters (:func:`workbench.jobs.sweep_params`)
+    describe: site kind, family, direction and min gap included. A job submitted before families existed has no
+    intervention fields: a scale sweep, as it was."""
+    from workbench.sweeps.spec import SweepSpec
+
+    return SweepSpec(alphas=tuple(params["alphas"]), positions=params["positions"], metric=params["metric"],
+                     target=params["target"], intervention=params.get("intervention", "scale"),
+                     direction=params.get("direction", ""), min_gap=float(params.get("min_gap", 0.0)))
+
+
 def sweep_task(params: dict, report: Reporter) -> dict:
     """Run (or finish) a sweep into the store, keep a copy of its probes and the heads' attention maps."""
     from workbench.discovery.attention import last_token_image_attention
     from workbench.store.effects import EffectStore
     from workbench.store.library import Library
-    from workbench.sweeps.engine import SweepSpec
     from workbench.sweeps.run import sweep
 
-    spec = SweepSpec(alphas=tuple(params["alphas"]), positions=params["positions"], metric=params["metric"],
-                     target=params["target"])
+    spec = sweep_spec(params)
     probes = load_probes(params["probes"])
     try:
         vlm = _load_model(params, report)
@@ -98,17 +107,17 @@ def sweep_task(params: dict, report: Reporter) -> dict:
 def default_repair_probes(n: int, seed: int) -> ProbeSet:
     """The organism study's repair set: ``n`` fresh seeded probes of every task (the generator's mix, half spatial and
     half control), drawn as the organism draws its scenes, from a stream the held-out set never uses."""
-    from workbench.organism.train import OrganismConfig
+    from workbench.organism.probesets import probe_config
     from workbench.probes.generate import generate
     from workbench.probes.items import TASKS
 
-    return generate(OrganismConfig().probe_config(n, 20_000 + seed, tasks=TASKS))
+    return generate(probe_config(n, 20_000 + seed, tasks=TASKS))
 
 
 def default_test_probes() -> ProbeSet:
     """The organism's fixed 500-probe held-out set, spatial and control tasks (the study's test set): a default
     training run reports what it repaired and what it cost."""
-    from workbench.organism.train import eval_probes
+    from workbench.organism.probesets import eval_probes
 
     return eval_probes(0)
 

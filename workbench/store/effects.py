@@ -71,6 +71,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from workbench import axis
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_create, atomic_write
 from workbench.store.problems import FSCK, Problem
@@ -109,7 +110,7 @@ def expected_rows(manifest: dict, name: str) -> int | None:
     r = chunk_ranges(name)
     if r["layer_start"] is None:
         return None
-    heads = manifest["shape"][1] if manifest["spec"]["target"] == "heads" else 1
+    heads = axis.kind(manifest["spec"]["target"]).width(manifest["shape"][1])
     return len(manifest["spec"]["alphas"]) * (r["layer_stop"] - r["layer_start"]) * heads * (r["probe_stop"] - r["probe_start"])
 
 
@@ -129,6 +130,10 @@ def manifest_problem(key: str, m) -> str | None:
                                  ("spec.alphas", all(isinstance(a, (int, float)) for a in spec["alphas"]))) if not ok]
     if wrong:
         return f"has a malformed {', '.join(wrong)}"
+    if spec["target"] not in axis.KINDS:
+        return f"names an unknown spec.target {spec['target']!r} (this workbench knows {', '.join(axis.KINDS)})"
+    if spec.get("intervention", "scale") not in axis.FAMILIES:
+        return f"names an unknown spec.intervention {spec['intervention']!r} (this workbench knows {', '.join(axis.FAMILIES)})"
     if m.get("key", key) != key:
         return f"names sweep {str(m['key'])[:12]}…, not the one of its folder"
     return None
@@ -441,6 +446,11 @@ class EffectStore:
             _save_dense(folder / DENSE_FILE, key, sums, dense)
         return dense
 
+    def read_result(self, key: str, probe_ids=None) -> np.ndarray:
+        """A complete sweep in the engine's result shape and the order of ``probe_ids`` (:meth:`DenseSweep.result`):
+        the one long → dense reader, for a finished run as for the app (no pandas pivot, no torch)."""
+        return self.read_dense(key).result(self.manifest(key)["spec"]["target"], probe_ids)
+
     def _read_complete(self, key: str, as_table: bool) -> list:
         manifest = self.manifest(key)
         frames, todo, corrupt = self._check_all(key, manifest["chunks"], as_table)  # every chunk read and verified once
@@ -514,14 +524,32 @@ DENSE_FILE, DENSE_FORMAT = "dense.npz", "workbench.dense/1"
 
 @dataclass(frozen=True, eq=False)
 class DenseSweep:
-    """One complete sweep as arrays: ``values [probe, alpha, layer, head]`` (a head axis of 1 for MLP sweeps; NaN
-    nowhere in a complete sweep), probes in the order the store holds them (each probe's first row)."""
+    """One complete sweep as arrays: ``values [probe, alpha, layer, head]`` (a head axis of 1 for a per-layer site kind,
+    :meth:`workbench.axis.SiteKind.width`), probes in the order the store holds them (each probe's first row).
+
+    NaN is a stored value, not a hole: a patching sweep stores NaN for a probe it dropped (its base and source logit
+    differences too close to normalise; :data:`workbench.axis.PATCH`), and the aggregates count the probes they used.
+    A cell no row wrote cannot occur: :func:`dense_from_table` refuses it."""
 
     values: np.ndarray
     alphas: tuple[float, ...]
     probe_ids: tuple[str, ...]
     tasks: tuple[str, ...]
     relations: tuple[str, ...]
+
+    def result(self, target: str, probe_ids=None) -> np.ndarray:
+        """The sweep as the engine returns it: ``[probe, alpha, layer, head]`` for a per-head site kind, ``[probe, alpha,
+        layer]`` for a per-layer one (:meth:`workbench.axis.SiteKind.result_shape`), probes in the order ``probe_ids``
+        gives (default: the store's). A probe id the sweep does not hold is refused."""
+        values = self.values
+        if probe_ids is not None:
+            where = {p: i for i, p in enumerate(self.probe_ids)}
+            missing = [p for p in probe_ids if p not in where]
+            if missing:
+                raise WorkbenchError(f"the sweep holds no probe {missing[0]!r} ({len(missing)} of {len(probe_ids)} missing)",
+                                     "read it with the probe set it was run on")
+            values = values[[where[p] for p in probe_ids]]
+        return values if axis.kind(target).per_head else values[..., 0]
 
 
 def dense_from_table(key: str, manifest: dict, table: pa.Table) -> DenseSweep:
@@ -558,11 +586,23 @@ def dense_from_table(key: str, manifest: dict, table: pa.Table) -> DenseSweep:
         raise WorkbenchError(f"sweep {key[:12]} holds α = {float(alpha_col[aidx < 0][0]):g}, which its spec does not list",
                              "run `workbench store fsck` (the sweep's chunks do not match its manifest)")
     n_layers, n_heads = manifest["shape"]
-    heads = n_heads if manifest["spec"]["target"] == "heads" else 1
+    kind = axis.kind(manifest["spec"]["target"])
+    heads = kind.width(n_heads)
     values = np.full((n_probes, len(alphas), n_layers, heads), np.nan)
-    # one linear index
+    # one linear index; a per-layer kind's rows carry axis.NO_HEAD and sit at head index 0
     flat = ((pidx.astype(np.int64) * len(alphas) + aidx) * n_layers + table.column("layer").to_numpy()) * heads
-    flat += np.maximum(table.column("head").to_numpy(), 0)
+    if kind.per_head:
+        head_col = table.column("head").to_numpy()
+        if len(head_col) and (head_col.min() < 0 or head_col.max() >= n_heads):
+            raise WorkbenchError(f"sweep {key[:12]} holds head {int(head_col[(head_col < 0) | (head_col >= n_heads)][0])}, "
+                                 f"outside its {n_heads} heads",
+                                 "run `workbench store fsck` (the chunks do not match the manifest)")
+        flat += head_col
+    written = np.zeros(values.size, dtype=bool)
+    written[flat] = True
+    if not written.all():  # NaN in a value is data (a dropped probe); a cell without a row is a sweep that is not whole
+        raise WorkbenchError(f"sweep {key[:12]} lacks {int((~written).sum())} of its {values.size} effects although every chunk "
+                             "is present", "run `workbench store fsck` (the sweep's chunks do not match its manifest)")
     values.reshape(-1)[flat] = table.column("value").to_numpy()
     return DenseSweep(values, alphas, tuple(str(p) for p in probe.dictionary.to_pylist()), per_probe("task"),
                       per_probe("relation"))

@@ -4,7 +4,10 @@ A vector is drawn as its effective attention scales ``[layer, head]`` (1 = uncha
 a sweep as its mean effect over its probes at the α chosen in the α list (0 = no change). Panels of one kind
 share one colour range, symmetric about that middle and wide enough for the largest deviation on any of
 them, so one colour is one value on every panel (a vector's scale and a sweep's Δ are different quantities:
-when both kinds are chosen, each kind has its own shared range, said under the panels). The difference map
+when both kinds are chosen, each kind has its own shared range, said under the panels). Sweeps are grouped by
+what their values are (:func:`workbench.app.data.value_unit`): a patching sweep's normalized effect (a fraction of
+the logit difference) never shares a range with a Δ-metric sweep, and it has no α, so it is drawn whatever α the
+α list shows (the list holds the α of the sweeps that have one). The difference map
 is the second item minus the first, on its own range symmetric about 0, when both are of one kind and shape.
 The table gives each vector's accuracy on its test probes before and after, spatial and control ("not
 measured" where nothing measured it), and each sweep's strongest head and the clean model's accuracy.
@@ -79,22 +82,34 @@ def _sweep(key: str, alpha: float | None) -> dict:
     clean = clean if isinstance(clean, dict) else {}
     base = {"item": f"sweep {key[:12]}", "model": sd.manifest["model"], "clean spatial": pct(clean.get("spatial")),
             "clean control": pct(clean.get("control"))}
-    metric = sd.manifest["spec"]["metric"]
+    metric, fam, spec = sd.manifest["spec"]["metric"], sd.family, sd.manifest["spec"]
+    unit = data.value_unit(spec)
+    if not fam.has_alpha:  # patching: its one α (1.0, the site fully patched), whatever the α list shows
+        m = data.matrix(root, key, sd.alphas[0])
+        flat = np.where(np.isnan(m.mean), -np.inf, m.mean)
+        layer, head = np.unravel_index(np.argmax(flat), m.mean.shape)
+        what = f"{fam.name} · {spec.get('direction', '')}"
+        row = {**base, "probes": f"{sd.manifest['probes']} ({m.n_probes}" + (f", {m.dropped} dropped)" if m.dropped else ")"),
+               "strongest head": f"{sd.label(int(layer), int(head))}: {m.mean[layer, head]:+.3f}",
+               "metric": f"normalized effect ({what}), mean over the probes used"}
+        return {"values": m.mean, "title": f"sweep {key[:8]}: {what} normalized effect", "kind": "sweep", "site_kind": sd.kind,
+                "group": f"sweep:{unit}", "unit": unit, "quantity": "normalized effect", "short": f"sweep {key[:8]}",
+                "row": row}
     if alpha is None or all(abs(a - alpha) > 1e-12 for a in sd.alphas):
         shown = ", ".join(_label(a) for a in sd.alphas)
         return {"values": None,
                 "title": f"sweep {key[:8]}: not swept at {_label(alpha) if alpha is not None else 'this α'} ({shown})",
-                "kind": "sweep", "group": f"sweep:{metric}", "unit": f"Δ {metric}", "quantity": f"Δ {metric}",
+                "kind": "sweep", "group": f"sweep:{unit}", "unit": unit, "quantity": unit,
                 "short": f"sweep {key[:8]}",
                 "row": {**base, "metric": f"Δ {metric}: no {_label(alpha) if alpha is not None else 'α'} in this sweep"}}
     m = data.matrix(root, key, alpha)
     layer, head = np.unravel_index(np.argmin(m.mean), m.mean.shape)
     row = {**base, "probes": f"{sd.manifest['probes']} ({m.n_probes})",
-           "strongest head": f"{data.site_label(int(layer), int(head))}: {m.mean[layer, head]:+.3f}",
+           "strongest head": f"{sd.label(int(layer), int(head))}: {m.mean[layer, head]:+.3f}",
            "metric": f"Δ {m.metric} at {_label(m.alpha)} (intervened − clean, mean over all probes)"}
-    return {"values": m.mean, "title": f"sweep {key[:8]}: Δ {m.metric} at {_label(m.alpha)}", "kind": "sweep",
-            "group": f"sweep:{metric}",
-            "unit": f"Δ {metric} ({_label(m.alpha)})", "quantity": f"Δ {metric}", "short": f"sweep {key[:8]}", "row": row}
+    return {"values": m.mean, "title": f"sweep {key[:8]}: {unit} at {_label(m.alpha)}", "kind": "sweep", "site_kind": sd.kind,
+            "group": f"sweep:{unit}",
+            "unit": f"{unit} ({_label(m.alpha)})", "quantity": unit, "short": f"sweep {key[:8]}", "row": row}
 
 
 def panels(selected: list[str], alpha: float | None) -> list[dict]:
@@ -124,7 +139,7 @@ def ranges(mats: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def _figure(m: dict, zrange: tuple[float, float]):
-    return heatmap(m["values"], m["title"], zmid=CENTER[m["kind"]], zrange=zrange, colorbar=m["unit"])
+    return heatmap(m["values"], m["title"], zmid=CENTER[m["kind"]], zrange=zrange, colorbar=m["unit"], kind=m.get("site_kind"))
 
 
 def _alphas(selected: list[str], current_alpha: float | None) -> tuple[list[dict], float | None]:
@@ -133,7 +148,9 @@ def _alphas(selected: list[str], current_alpha: float | None) -> tuple[list[dict
     for item in selected:
         kind, key = item.split(":", 1)
         if kind == "sweep":
-            lists.append(data.sweep_data(root, key).alphas)
+            sd = data.sweep_data(root, key)
+            if sd.family.has_alpha:  # a patching sweep has no α to choose
+                lists.append(sd.alphas)
     values, first = alpha_choices(lists)
     chosen = current_alpha if current_alpha is not None and any(abs(current_alpha - a) < 1e-12 for a in values) else first
     return [{"label": _label(a), "value": a} for a in values], chosen
@@ -165,6 +182,10 @@ def draw(selected, alpha):
                      f"{lo:.3g} to {hi:.3g}" for g, (lo, hi) in rng.items())
     if len(rng) > 1:
         note += " — different quantities, so each kind has its own shared scale"
+    if any(m["group"] == f"sweep:{data.PATCH_UNIT}" for m in mats) and any(m["kind"] == "sweep" and m["group"] !=
+                                                                           f"sweep:{data.PATCH_UNIT}" for m in mats):
+        note += (" (a patching sweep's normalized effect is a fraction of the logit difference, not a Δ of the metric: it "
+                 "has its own scale and no α)")
     a, b = mats[0], mats[1]
     if (a["group"] == b["group"] and a["values"] is not None and b["values"] is not None
             and a["values"].shape == b["values"].shape):

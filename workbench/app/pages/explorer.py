@@ -26,9 +26,10 @@ import dash
 import plotly.graph_objects as go
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
-from workbench import clean
+from workbench import axis, clean
 from workbench.app import data, ids
 from workbench.app import explorer_view as view
+from workbench.app import head_visuals as hv
 from workbench.app.components import empty_figure, field, heatmap, relation_options, store_notice
 from workbench.app.settings import current
 from workbench.errors import WorkbenchError
@@ -81,9 +82,10 @@ def _clean_panel(sd: data.SweepData, task: str):
 TABLE_ROWS = 30  # rows the ranked table shows; the search narrows the list
 
 
-def _table(rows: list[dict], metric: str, total: int, state: dict):
-    """The ranked sites as a plain table whose every cell links to the site's page (a click, or open in a new tab)."""
-    head = html.Tr([html.Th("rank"), html.Th("site"), html.Th(f"mean Δ {metric}" if metric != "kl" else "mean KL"),
+def _table(rows: list[dict], unit: str, total: int, state: dict):
+    """The ranked sites as a plain table whose every cell links to the site's page (a click, or open in a new tab);
+    ``unit``: what a value is (:func:`workbench.app.data.value_unit`)."""
+    head = html.Tr([html.Th("rank"), html.Th("site"), html.Th(f"mean {unit}" if not unit.startswith("KL") else "mean KL"),
                     html.Th("95% CI")])
     body = []
     for r in rows[:TABLE_ROWS]:
@@ -105,7 +107,7 @@ def _multiples(sd: data.SweepData, alpha: float, task: str, sites) -> dcc.Graph 
     if not panels:
         return html.Div([html.P(f"The {view.task_phrase(task)} have no spatial relation, so there is one matrix only (above).",
                                 className="hint"), dcc.Graph(id=E.multiples, figure=empty_figure(""), style={"display": "none"})])
-    mlp, metric = view.is_mlp(sd), sd.manifest["spec"]["metric"]
+    mlp, metric, kind, fam = view.is_mlp(sd), sd.manifest["spec"]["metric"], sd.kind, sd.family
     n_layers, n_heads = sd.shape
     cols = min(len(panels), 4 if n_heads > 1 else 8)
     nrows = -(-len(panels) // cols)
@@ -113,7 +115,7 @@ def _multiples(sd: data.SweepData, alpha: float, task: str, sites) -> dcc.Graph 
     width = (1 - gap * (cols - 1)) / cols
     height = (1 - 0.12 * (nrows - 1)) / nrows
     traces, layout, shapes, notes = [], {}, [], []
-    diverging = view.hurts_low(metric)
+    diverging = view.diverging(metric, fam.name)
     for i, p in enumerate(panels):
         r, c = divmod(i, cols)
         ax = "" if i == 0 else str(i + 1)
@@ -126,26 +128,49 @@ def _multiples(sd: data.SweepData, alpha: float, task: str, sites) -> dcc.Graph 
                                 "dtick": 1 if n_layers <= 16 else 4, **({"title": {"text": "layer"}} if c == 0 else {})}
         traces.append({"type": "heatmap", "z": p["mean"].tolist(), "x": list(range(n_heads)), "y": list(range(n_layers)),
                        "xaxis": f"x{ax}", "yaxis": f"y{ax}", "coloraxis": "coloraxis", "xgap": 1, "ygap": 1,
-                       "hovertemplate": f"{p['relation']}: " + ("L%{y} MLP" if mlp else "L%{y}H%{x}")
+                       "hovertemplate": f"{p['relation']}: " + kind.label_format.format(layer="%{y}", head="%{x}")
                        + ": %{z:.4f}<extra></extra>"})
         notes.append({"text": f"{p['relation']} (n = {p['n']})", "xref": "paper", "yref": "paper", "x": x0 + width / 2,
                       "y": y0 + height, "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
         if not mlp:
             shapes += _frames(sites, f"x{ax}", f"y{ax}")
-    label = f"Δ {metric}" if metric != "kl" else "KL"
+    label = data.value_unit(sd.manifest["spec"])
     scale = [list(c) for c in go.Heatmap(colorscale="RdBu" if diverging else "Viridis").colorscale]  # as the main heatmap's
     layout.update({"coloraxis": {"colorscale": scale, "cmin": zrange[0], "cmax": zrange[1],
                                  "colorbar": {"title": {"text": label}}},
                    "annotations": notes, "shapes": shapes, "plot_bgcolor": "white",
                    "height": nrows * max(200, min(420, 40 + 12 * n_layers)) + 80, "margin": {"l": 50, "r": 10, "t": 60, "b": 40},
-                   "title": {"text": f"per relation, α = {alpha:g}, {view.task_phrase(task)}: one colour scale for every panel "
+                   "title": {"text": f"per relation, {_at(fam, alpha)}{view.task_phrase(task)}: one colour scale for every panel "
                                      f"({zrange[0]:.3g} … {zrange[1]:.3g})", "x": 0.01, "font": {"size": 14}}})
     return dcc.Graph(id=E.multiples, figure={"data": traces, "layout": layout},
                      config={"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": "per_relation"}})
 
 
+def _at(fam, alpha: float) -> str:
+    """"α = 0, " / "temperature = 0.5, " before a title's probe phrase; nothing for a family without α (patching)."""
+    return f"{fam.alpha_name} = {alpha:g}, " if fam.has_alpha else ""
+
+
+def _family(chosen: dict, rows: list[dict]):
+    """The intervention family of the sweep shown (scale when none is)."""
+    row = next((r for r in rows if r["key"] == chosen.get("key")), None)
+    return axis.family(row.get("intervention", "scale") if row else "scale")
+
+
+INTERVENTION_HINTS = {axis.SCALE.name: "scale one site at a time; α = 0 ablates",  # the picker's hint, per family
+                      axis.PATCH.name: "patch one site at a time from the paired run: no α (the site is fully patched)",
+                      axis.TEMPERATURE.name: "divide one site's image-key attention logits by the temperature"}
+
+
 def _controls(options: dict, chosen: dict, rows: list[dict], task_opts, task, rel_opts, relation, search):
     sweep_opts = [{"label": r["label"], "value": r["key"]} for r in rows]
+    fam = _family(chosen, rows)
+    # a family without α (patching) has the one α 1.0: kept as the dropdown's value (the URL's), the field hidden
+    alpha_field = field(fam.alpha_name or "α", dcc.Dropdown(id=E.alpha, options=[{"label": f"{a:g}", "value": a}
+                                                                                 for a in options["alpha"]],
+                                                            value=chosen["alpha"], clearable=False))
+    if not fam.has_alpha:
+        alpha_field.style = {"display": "none"}
     return html.Div([
         html.Div([field("Sweep", dcc.Dropdown(id=E.sweep, options=sweep_opts, value=chosen["key"], clearable=False),
                         hint="every finished sweep in the store, newest first")], className="sweep-picker"),
@@ -153,11 +178,9 @@ def _controls(options: dict, chosen: dict, rows: list[dict], task_opts, task, re
             field("Model", dcc.Dropdown(id=E.model, options=options["model"], value=chosen["model"], clearable=False)),
             field("Probe set", dcc.Dropdown(id=E.probes, options=options["probes"], value=chosen["probes"], clearable=False)),
             field("Intervention", dcc.Dropdown(id=E.intervention, options=options["intervention"], value=chosen["intervention"],
-                                               clearable=False), hint="scale one site at a time; α = 0 ablates"),
+                                               clearable=False), hint=INTERVENTION_HINTS[fam.name]),
             field("Metric", dcc.Dropdown(id=E.metric, options=options["metric"], value=chosen["metric"], clearable=False)),
-            field("α", dcc.Dropdown(id=E.alpha, options=[{"label": f"{a:g}", "value": a} for a in options["alpha"]],
-                                    value=chosen["alpha"],
-                                    clearable=False)),
+            alpha_field,
             field("Task", dcc.Dropdown(id=E.task, options=task_opts, value=task, clearable=False),
                   hint="spatial and control probes are not averaged together unless you choose all tasks"),
             field("Relation", dcc.Dropdown(id=E.relation, options=rel_opts, value=relation, clearable=False)),
@@ -232,22 +255,35 @@ def layout(**query):
     relation = q.get("relation") if q.get("relation") in {o["value"] for o in rel_opts} else data.ALL
     search = q.get("search", "")
     m = data.matrix(root, key, alpha, relation, task)
-    mlp, metric = view.is_mlp(sd), m.metric
+    mlp, metric, kind, fam, spec = view.is_mlp(sd), m.metric, sd.kind, sd.family, sd.manifest["spec"]
     sites, planted_note = _planted(sd)
     rel = "" if relation == data.ALL else f", relation {relation}"
-    what = "one layer's MLP is scaled" if mlp else "one head is scaled"
-    quantity = f"mean Δ {metric}" if metric != "kl" else "mean KL(clean ‖ intervened)"
-    title = f"{quantity} when {what} to α = {alpha:g} ({view.task_phrase(task)}{rel}, n = {m.n_probes})"
-    fig = heatmap(m.mean, title, m.low, m.high, colorbar=f"Δ {metric}" if metric != "kl" else "KL (nats)", mlp=mlp,
-                  zmid=0.0 if view.hurts_low(metric) else None, colorscale="RdBu" if view.hurts_low(metric) else "Viridis")
+    used = int(m.n_used.max(initial=0)) if m.n_used is not None else m.n_probes
+    n_text = f"n = {m.n_probes}" if not m.dropped else f"n = {used} of {m.n_probes}, {m.dropped} dropped"
+    if fam.needs_pairs:
+        title = f"mean normalized patching effect, {spec.get('direction', '')} ({view.task_phrase(task)}{rel}, {n_text})"
+    elif fam is axis.SCALE:
+        what = "one layer's MLP is scaled" if mlp else f"one {'edge' if kind.name == 'edges' else 'head'} is scaled"
+        quantity = f"mean Δ {metric}" if metric != "kl" else "mean KL(clean ‖ intervened)"
+        title = f"{quantity} when {what} to α = {alpha:g} ({view.task_phrase(task)}{rel}, {n_text})"
+    else:
+        quantity = f"mean Δ {metric}" if metric != "kl" else "mean KL(clean ‖ intervened)"
+        title = f"{quantity}, {hv.intervention_phrase(spec)} = {alpha:g} ({view.task_phrase(task)}{rel}, {n_text})"
+    fig = heatmap(m.mean, title, m.low, m.high, colorbar=data.value_unit(spec), kind=kind,
+                  zmid=0.0 if view.diverging(metric, fam.name) else None,
+                  colorscale="RdBu" if view.diverging(metric, fam.name) else "Viridis")
     if sites and not mlp:
         fig.update_layout(shapes=_frames(sites))
     stem = view.file_stem(sd, alpha, task, relation)
-    table_rows = view.search_rows(view.ranked(m, mlp), search)
+    table_rows = view.search_rows(view.ranked(m, kind=kind), search)
     warn = clean.warning(sd.manifest.get("clean"))
     info = [html.Span(f"sweep {key[:12]}", className="mono"), " · ", sd.manifest["model"], " · ", f"{sd.manifest['probes']}",
-            " · ", f"{len(sd.alphas)} α × {sd.shape[0]} layers × " + ("1 MLP each" if mlp else f"{sd.shape[1]} heads"),
-            " · ", html.Span(f"n = {m.n_probes} probes", id=E.n)]
+            " · ", html.Span(view.intervention_label(spec), id=E.what),
+            " · ", (f"{len(sd.alphas)} {fam.alpha_name} × " if fam.has_alpha else "")
+            + f"{sd.shape[0]} layers × " + ("1 MLP each" if mlp else f"{sd.shape[1]} heads"),
+            " · ", html.Span(f"n = {m.n_probes} probes" if not m.dropped else
+                             f"n = {used} of {m.n_probes} probes ({m.dropped} dropped: base and source logit differences "
+                             "too close to normalise)", id=E.n)]
     state = {"key": key, "alpha": alpha, "task": task, "relation": relation, "mlp": mlp, "stem": stem, "query": view.to_query(q)}
     data.prefetch_head_pages(root, sd.manifest)  # the next click is on the timed path
     return _page(
@@ -259,7 +295,7 @@ def layout(**query):
             html.Div([
                 dcc.Graph(id=E.heatmap, figure=fig, clear_on_unhover=True,
                           config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": stem, "scale": 2}}),
-                html.P(view.metric_definition(metric), className="definition", id=E.definition),
+                html.P(view.metric_definition(metric, fam.name), className="definition", id=E.definition),
                 html.P(planted_note, className="hint", id=E.planted) if planted_note else None,
                 html.P("Hover a cell for its mean effect and 95% bootstrap interval (probes resampled); click it to open the "
                        + ("layer's MLP page." if mlp else "head's page."), className="hint"),
@@ -271,11 +307,13 @@ def layout(**query):
             html.Div([
                 _clean_panel(sd, task),
                 html.Div([html.H4("Ranked sites"),
-                          html.P("rank 1 = " + ("the largest change" if metric == "kl" else "the largest harm (most negative)")
+                          html.P("rank 1 = " + ("the largest normalized effect (the site carrying most of the logit "
+                                                "difference)" if fam.needs_pairs else "the largest change" if metric == "kl"
+                                                else "the largest harm (most negative)")
                                  + "; click a row to open it", className="hint"),
                           dcc.Input(id=E.search, type="search", value=search, debounce=True, placeholder="search: L3, H5, L3H5 …",
                                     className="text"),
-                          _table(table_rows, metric, m.mean.size, state)], className="side-box"),
+                          _table(table_rows, data.value_unit(spec), m.mean.size, state)], className="side-box"),
             ], className="explorer-side"),
         ], className="explorer-grid"),
         html.H3("Per relation"),

@@ -3,7 +3,9 @@
 Files come from :mod:`workbench.app.exports`, byte-for-byte what the CLI writes. A head set can also
 be kept in the store under a name, which the Train page then offers. Heads are never ranked on α = 1, the
 identity (every effect 0 by construction, so a ranking would be noise): a sweep of α = 1 alone is listed
-disabled with that reason and never preselected, and α = 1 is disabled under "Rank by α".
+disabled with that reason and never preselected, and α = 1 is disabled under "Rank by α". A patching sweep
+ranks by normalized effect, largest first (its single α 1.0 is the fully patched site, not an identity); the
+rule in force is said under the sweep field and recorded in the file's ``method`` (``patch:noising@last:…``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from workbench.app import data, exports, ids
 from workbench.app.components import field, relation_options, store_notice
-from workbench.app.jobs_view import IDENTITY_ONLY, alpha_options, export_sweeps, rankable_alphas
+from workbench.app.jobs_view import IDENTITY_ONLY, alpha_options, export_sweeps, rankable_alphas, ranking_rule
 from workbench.app.settings import current
 from workbench.errors import WorkbenchError
 from workbench.jobs.params import NAME_PATTERN
@@ -36,10 +38,10 @@ def layout(**_):
                   X.sweep_error),
             field("Rank by α", dcc.Dropdown(id=X.alpha, clearable=False)),
             field("Relation", dcc.Dropdown(id=X.relation, clearable=False, value=data.ALL)),
-            field("Top k", dcc.Input(id=X.k, type="number", value=5, min=1, className="num"), X.k_error,
-                  hint="heads whose scaling to α lowers the metric most"),
+            field("Top k", dcc.Input(id=X.k, type="number", value=5, min=1, className="num"), X.k_error),
             field("Format", dcc.RadioItems(id=X.hs_format, options=list(exports.HEADSET_FORMATS), value="json", inline=True)),
         ], className="controls"),
+        html.P(ranking_rule(), id=X.rule, className="hint"),
         html.Button("Download head set", id=X.hs_download_button, className="button", n_clicks=0),
         html.Div([dcc.Input(id=X.hs_name, type="text", placeholder="name to keep it in the store", className="text"),
                   html.Button("Save to store", id=X.hs_save, className="button-small", n_clicks=0)], className="inline"),
@@ -66,22 +68,32 @@ def sweep_choices(key):
     """α options, the α preselected, relation options, the line under the sweep field, and the relation value: every
     probe, sent with its options so the menu shows it."""
     if not key:
-        identity = [r for r in data.catalog(current().store) if r["complete"] and r["target"] == "heads"]
+        identity = export_sweeps(data.catalog(current().store))[0]
         why = f"the head sweeps here have {IDENTITY_ONLY}: run one with e.g. α = 0, 0.5, 2 on the Sweeps page"
         return [], None, relation_options(), why if identity else "", data.ALL
     try:
         sd = data.sweep_data(current().store, key)
     except WorkbenchError as e:  # a sweep whose chunks fail their checks: its one line under the field, not a 500
         return [], None, relation_options(), str(e), data.ALL
-    options, alpha = alpha_options(sd.alphas)
+    options, alpha = alpha_options(sd.alphas, sd.family.name)
     why = "" if alpha is not None else f"this sweep has {IDENTITY_ONLY}"
     return options, alpha, relation_options(sd.relations), why, data.ALL
+
+
+@callback(Output(X.rule, "children"), Input(X.sweep, "value"))
+def rule(key):
+    """How the chosen sweep ranks heads (its family's rule; the exported file's ``method`` names it too)."""
+    try:
+        return ranking_rule(data.sweep_data(current().store, key).family.name) if key else ranking_rule()
+    except WorkbenchError:
+        return ""
 
 
 def _headset(key, alpha, relation, k):
     if not key:
         raise WorkbenchError("no head sweep to rank on in the store yet", "run one on the Sweeps page (with an α other than 1)")
-    if alpha is None or not rankable_alphas([alpha]):
+    fam = data.sweep_data(current().store, key).family
+    if alpha is None or not rankable_alphas([alpha], fam.name):
         raise WorkbenchError("α = 1 is the identity: every effect is 0 there, so a ranking would be noise",
                              "rank by another α of the sweep (e.g. 0, which ablates)")
     try:
@@ -102,7 +114,8 @@ def download_headset(_, key, alpha, relation, k, fmt):
     except WorkbenchError as e:
         return no_update, str(e), ""
     name, blob = exports.headset_file(hs, fmt)
-    preview = "heads: " + ", ".join(f"L{a}H{b} ({s:+.3f})" for (a, b), s in zip(hs.heads, hs.scores))
+    listed = ", ".join(f"{data.site_label(a, b)} ({s:+.3f})" for (a, b), s in zip(hs.heads, hs.scores))
+    preview = f"{hs.method} · heads: {listed}"
     return dcc.send_bytes(blob, name), "", preview
 
 

@@ -37,24 +37,43 @@ def _which(d: dict) -> str:
     return next(c["label"] for c in d["tasks"] if c["value"] == d["task"])
 
 
+def _patch_bar(d: dict) -> dict:
+    """A patching sweep has no α: its one value per site, the mean normalized effect with its 95% interval, per probe
+    filter choice (the one chosen), as a single bar on the fraction-of-the-logit-difference axis."""
+    p = d["curve"][0]
+    n_all = d["n_curve"]
+    trace = {"type": "bar", "x": [f"{d['direction']} (n = {p['n']} of {n_all})"], "y": [p["mean"]], "name": "mean",
+             "error_y": {"type": "data", "symmetric": False, "array": [p["high"] - p["mean"]],
+                         "arrayminus": [p["mean"] - p["low"]]},
+             "hovertemplate": "%{y:.4f}<extra></extra>"}
+    lines = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": y, "y1": y, "line": {"color": c, "width": 1, "dash": dash}}
+             for y, c, dash in ((0, "#999", "solid"), (1, "#2166ac", "dot"))]
+    return {"data": [trace], "layout": {**_LAYOUT, "title": _title(f"normalized patching effect of {d['site']} (95% CI)",
+                                                                   f"mean over {_which(d)}; 1 = the whole logit difference"),
+                                        "yaxis": {"title": {"text": d["metric_axis"]}}, "shapes": lines}}
+
+
 def _curve(d: dict) -> dict:
+    if d["needs_pairs"]:
+        return _patch_bar(d)
     pts = d["curve"]
     trace = {"type": "scatter", "x": [p["alpha"] for p in pts], "y": [p["mean"] for p in pts], "mode": "lines+markers",
              "name": "mean",
              "error_y": {"type": "data", "symmetric": False, "array": [p["high"] - p["mean"] for p in pts],
                          "arrayminus": [p["mean"] - p["low"] for p in pts]},
-             "hovertemplate": "α = %{x:g}: %{y:.4f}<extra></extra>"}
+             "hovertemplate": f"{d['alpha_name']} = %{{x:g}}: %{{y:.4f}}<extra></extra>"}
     zero = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0, "line": {"color": "#999", "width": 1}}
-    what = "scaling the layer's MLP output" if d["is_mlp"] else "scaling the head's output"
-    return {"data": [trace], "layout": {**_LAYOUT, "title": _title(f"α-curve of {d['site']} ({what}; 95% CI)",
+    what = d["intervention_phrase"].removesuffix(" by α")
+    return {"data": [trace], "layout": {**_LAYOUT, "title": _title(f"{d['alpha_name']}-curve of {d['site']} ({what}; 95% CI)",
                                                                    f"mean over {_which(d)}"),
-                                        "xaxis": {"title": {"text": "α (1 = the unchanged model)"}},
+                                        "xaxis": {"title": {"text": f"{d['alpha_name']} (1 = the unchanged model)"}},
                                         "yaxis": {"title": {"text": d["metric_axis"]}}, "shapes": [zero]}}
 
 
 def _relations(d: dict) -> dict:
     names = [f"{r} (n = {d['relation_n'][r]})" for r in d["per_relation"]]
-    bars = [{"type": "bar", "x": names, "y": [v[i] for v in d["per_relation"].values()], "name": f"α = {a:g}"}
+    bars = [{"type": "bar", "x": names, "y": [v[i] for v in d["per_relation"].values()],
+             "name": f"{d['alpha_name']} = {a:g}" if d["alpha_name"] else d["direction"]}
             for i, a in enumerate(d["alphas"])]
     return {"data": bars, "layout": {**_LAYOUT, "title": _title(f"effect per relation of {d['site']}",
                                                                 "mean over the spatial probes of each true relation (n per bar)"),
@@ -129,13 +148,31 @@ def layout(key: str | None = None, layer: str | None = None, head: str | None = 
                              alpha=ranked_alpha)
     except (WorkbenchError, ValueError) as e:
         return html.Div([html.H2("Head"), html.Div(str(e), className="field-error"), dcc.Link("← Explorer", href="/")], id=H.page)
-    affected = [_probe_card({**p, "lines": [f"Δ = {p['effect']:+.3f} · {p['relation'] or p['task']}"]}) for p in d["affected"]]
+    patch = d["needs_pairs"]
+    sym = "effect" if patch else "Δ"
+    affected = [_probe_card({**p, "lines": [f"{sym} = {p['effect']:+.3f} · {p['relation'] or p['task']}"]})
+                for p in d["affected"]]
+    if patch:
+        ranked_title = f"Probes ranked by normalized effect, largest first ({_which(d)}; {d['n_ranked']} used)"
+    else:
+        ranked_title = f"Most affected probes at {d['alpha_name']} = {d['ablation_alpha']:g} ({_which(d)})"
+    dropped = d["dropped"]
+    dropped_block = html.Div([
+        html.H3(f"Dropped probes: {len(dropped)}"),
+        html.P("Their base and source logit differences are too close to normalise (|source − base| below the sweep's "
+               "min_gap), so the sweep stored NaN and every mean on this page leaves them out.", className="hint"),
+        html.Ul([html.Li(f"{p['probe_id']} · {p['relation'] or p['task']}" + (f" · {p['question']}" if p["question"] else ""),
+                         className="mono") for p in dropped[:50]]
+                + ([html.Li(f"… and {len(dropped) - 50} more", className="hint")] if len(dropped) > 50 else [])),
+    ], id=H.dropped) if dropped else html.Div(id=H.dropped)
     return html.Div([
         dcc.Location(id=H.url, refresh="callback-nav"),
         dcc.Link("← Explorer", href=f"/?key={d['key']}", className="back"),
         html.H2([d["site"], html.Span(f" · {d['model']} · {d['probes']} · sweep {d['key'][:12]}", className="subtitle")],
                 id=H.title),
-        html.Div([html.Div([html.Label("probes in the α-curve and the ranking", className="field-label", htmlFor=H.task),
+        html.P(f"{d['kind_title']} · {d['intervention_phrase']}", className="hint", id=H.what),
+        html.Div([html.Div([html.Label(f"probes in the {d['alpha_name'] + '-curve' if d['alpha_name'] else 'effect'} and the "
+                                       "ranking", className="field-label", htmlFor=H.task),
                             dcc.Dropdown(id=H.task, options=[{"value": c["value"], "label": c["label"]} for c in d["tasks"]],
                                          value=d["task"], clearable=False)])], className="controls head-controls"),
         html.Div([html.Div(p) for p in d["problems"]], className="field-error", id=H.problems),
@@ -143,8 +180,9 @@ def layout(key: str | None = None, layer: str | None = None, head: str | None = 
         html.Div([dcc.Graph(id=H.curve, figure=_curve(d), config={"displaylogo": False}),
                   dcc.Graph(id=H.relations, figure=_relations(d), config={"displaylogo": False})], className="two-col"),
         *_attention(d),
-        html.H3(f"Most affected probes at α = {d['ablation_alpha']:g} ({_which(d)})"),
+        html.H3(ranked_title, id=H.ranked_title),
         html.Div(affected, className="cards", id=H.affected),
+        dropped_block,
         dcc.Store(id=H.data, data=json.dumps({"key": d["key"], "layer": d["layer"], "head": d["head"], "alpha": alpha,
                                               "task": d["task"], "probe": d["probe"], "scale": d["scale"]})),
     ], id=H.page)

@@ -1,4 +1,9 @@
-"""Sweeps: launch a head (or MLP) sweep as a background job, watch its progress, cancel it.
+"""Sweeps: launch a sweep of heads, MLPs or attention edges as a background job, watch its progress, cancel it.
+
+The intervention is one of :data:`workbench.axis.FAMILIES`: scale (α), patch (activation patching from each probe's
+counterfactual, noising or denoising; no α: leave the α field empty) or temperature (edges only). Refusals of a
+combination come under the field they are about: patching with α, patching on probes without counterfactuals,
+temperature on heads.
 
 The form is validated by :func:`workbench.jobs.sweep_params`; a bad field gets its message under it and
 nothing starts (α = 1 alone, the identity, is refused as a sweep that measures nothing). Jobs run in worker
@@ -14,6 +19,7 @@ from __future__ import annotations
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
+from workbench import axis
 from workbench.app import ids
 from workbench.app.components import KEEP, field, job_card, store_notice
 from workbench.app.jobs_view import explorer_href
@@ -24,7 +30,7 @@ from workbench.store.library import Library
 
 dash.register_page(__name__, path="/sweeps", name="Sweeps", order=1)
 S = ids.sweeps
-FIELDS = ("model", "probes", "alphas", "metric", "positions", "target")
+FIELDS = ("model", "probes", "alphas", "metric", "positions", "target", "intervention", "direction", "min_gap")
 
 
 def probe_options() -> list[dict]:
@@ -48,14 +54,24 @@ def layout(**_):
                                                           debounce=False, className="text")),
             field("Probe set", dcc.Dropdown(id=S.probes, **KEEP, options=probe_options(), value=DEFAULT_PROBES, clearable=False),
                   S.probes_error),
+            field("Intervention", dcc.RadioItems(id=S.intervention, **KEEP, options=list(axis.INTERVENTIONS), value="scale",
+                                                 inline=True), S.intervention_error,
+                  hint="scale a site by α; patch it from the paired (counterfactual) run; or set its image-attention "
+                       "temperature"),
             field("α values", dcc.Input(id=S.alphas, **KEEP, type="text", value="0, 0.5, 2", className="text"), S.alphas_error,
-                  hint="comma-separated; α = 0 ablates, 1 alone (the identity) measures nothing"),
+                  hint="comma-separated; α = 0 ablates, 1 alone (the identity) measures nothing; the temperature for "
+                       "temperature; empty for patch (no α)"),
             field("Metric", dcc.Dropdown(id=S.metric, **KEEP, options=list(METRICS), value="logit_diff", clearable=False),
                   S.metric_error),
             field("Positions", dcc.RadioItems(id=S.positions, **KEEP, options=["last", "all"], value="last", inline=True),
                   S.positions_error),
-            field("Target", dcc.RadioItems(id=S.target, **KEEP, options=["heads", "mlp"], value="heads", inline=True),
-                  S.target_error),
+            field("Target", dcc.RadioItems(id=S.target, **KEEP, options=list(axis.TARGETS), value=axis.HEADS.name, inline=True),
+                  S.target_error, hint="heads, layers' MLPs, or edges: a head's last-token attention to the image"),
+            field("Direction", dcc.RadioItems(id=S.direction, **KEEP, options=list(axis.DIRECTIONS), value=axis.DIRECTIONS[0],
+                                              inline=True), S.direction_error,
+                  hint="patch only: noising = clean run, the counterfactual's site patched in; denoising = the reverse"),
+            field("min gap", dcc.Input(id=S.min_gap, **KEEP, type="number", value=0, min=0, step="any", className="num"),
+                  S.min_gap_error, hint="patch only: probes with |source − base| logit difference below it are dropped"),
         ], className="controls"),
         html.Button("Launch sweep", id=S.launch, className="button", n_clicks=0),
         html.Div(id=S.message, className="message"),
@@ -69,11 +85,15 @@ def layout(**_):
 @callback(Output(S.message, "children"), *[Output(getattr(S, f"{f}_error"), "children") for f in FIELDS],
           Input(S.launch, "n_clicks"), *[State(getattr(S, f), "value") for f in FIELDS], State(S.model_path, "value"),
           prevent_initial_call=True)
-def launch(_, model, probes, alphas, metric, positions, target, model_path):
+def launch(_, model, probes, alphas, metric, positions, target, intervention, direction, min_gap, model_path):
     errors = dict.fromkeys(FIELDS, "")
     try:
+        fam = axis.family(intervention or "scale")
+        label = f"sweep α = {alphas}" if fam is axis.SCALE else \
+            f"sweep {fam.name} {direction if fam.needs_pairs else alphas}"
         params = sweep_params(current().store, (model_path or "").strip() or model, probes, alphas, metric, positions, target,
-                              device=current().device, label=f"sweep α = {alphas}")
+                              device=current().device, label=label, intervention=intervention or "scale",
+                              direction=direction or "", min_gap=min_gap)
     except FieldError as e:
         errors[e.field if e.field in errors else "model"] = str(e)
         return "", *errors.values()
