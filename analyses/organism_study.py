@@ -14,6 +14,12 @@ training-distribution probes — and scored on the fixed 500-probe held-out eval
 - sweep heads (``--methods sweep-heads``): the same, restricted to the heads an exact ablation sweep
   of the deficit model ranks highest (a discovered head set, found without the ground truth);
 - LoRA rank 1 on every linear layer of the language model; (IA)³ on k, v and down_proj.
+- AdaptVis (``--methods adaptvis,adaptvis-confidence``; Chen et al., ICML 2025), training-free: the last token's
+  attention logits on the image keys, in every layer and head, divided by a temperature
+  (:class:`workbench.interventions.attention.ImageTemperature`). ``adaptvis``: one uniform temperature, chosen per
+  seed by repair-set accuracy from the AdaptVis repository's grid plus the identity; ``adaptvis-confidence``: the
+  paper's rule (smooth when the unedited first-token confidence is below a threshold, else sharpen; both temperatures
+  and the threshold chosen the same way). The chosen settings are each JSON row's ``chosen``.
 
 Recovery = (method − deficit) / (intact − deficit) on spatial accuracy. Control Δ = method − intact,
 on all control items together (the target: within 1 point) and on the worst control task. Recall@k: the
@@ -48,10 +54,10 @@ import numpy as np
 from workbench.discovery.headsets import recall_at_k, top_heads
 from workbench.evaluation import score
 from workbench.figures import heatmap_png
+from workbench.lab.config import OrganismConfig
 from workbench.models.load import load_vlm
-from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
-from workbench.organism.deficit import read_planted
-from workbench.organism.train import OrganismConfig, eval_probes
+from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL, read_planted
+from workbench.organism.probesets import eval_probes
 from workbench.probes.generate import generate
 from workbench.probes.items import CONTROL_TASKS, SPATIAL_TASKS, TASKS
 from workbench.scale.baselines import train_ia3, train_lora, train_random_heads
@@ -79,6 +85,79 @@ def sweep_heads(vlm, k: int) -> list[tuple[int, int]]:
     return list(top_heads(-effects, k, vlm.name, vlm.fingerprint, "sweep").heads)
 
 
+# AdaptVis (Chen et al., ICML 2025; github.com/shiqichen17/AdaptVis): the attention logits of the last token on the image
+# keys, in every layer and head, divided by a temperature T = 1/weight. Grids: the repository's README weight options
+# (weight 0.5, 0.8, 1.2, 1.5, 2.0 → T 2, 1.25, 0.833, 0.667, 0.5) and the identity; for the confidence rule its weight1
+# options (< 1, smoothing: T 2, 1.25), weight2 options (> 1, sharpening: T 0.833, 0.667, 0.5) and thresholds.
+ADAPTVIS_TEMPERATURES = (0.5, 1 / 1.5, 1 / 1.2, 1.0, 1.25, 2.0)
+ADAPTVIS_SMOOTH, ADAPTVIS_SHARPEN = (2.0, 1.25), (1 / 1.2, 1 / 1.5, 0.5)
+ADAPTVIS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def adaptvis_tables(vlm, probes, batch_size: int = 64) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+    """On ``probes``: the unedited first-token confidence ``[n]`` (max softmax probability at the last position) and,
+    for every grid temperature, each probe's correctness ``[n]`` with that uniform temperature (AdaptVis's search space;
+    rows are independent, so the confidence rule's correctness is read off these tables)."""
+    import torch
+
+    from workbench import metrics
+    from workbench.interventions.attention import ImageTemperature
+    from workbench.interventions.torch_hooks import TorchHooksBackend
+    from workbench.models.prompts import build_batch
+
+    be = TorchHooksBackend(vlm)
+    conf, correct = [], {t: [] for t in ADAPTVIS_TEMPERATURES}
+    for s in range(0, len(probes), batch_size):
+        batch = build_batch(vlm, probes, probes.items[s:s + batch_size])
+        with torch.no_grad():
+            for t in ADAPTVIS_TEMPERATURES:
+                logits = be.last_logits(batch.inputs, [ImageTemperature.uniform(vlm.site, t)]).float()
+                correct[t].append(metrics.accuracy(logits, batch.option_ids, batch.answer).cpu().numpy())
+                if t == 1.0:
+                    conf.append(torch.softmax(logits, -1).max(-1).values.cpu().numpy())
+    return np.concatenate(conf), {t: np.concatenate(v) for t, v in correct.items()}
+
+
+def choose_adaptvis(conf: np.ndarray, correct: dict[float, np.ndarray]) -> tuple[dict, dict]:
+    """The uniform temperature and the (smooth, sharpen, threshold) confidence rule with the best repair-set accuracy
+    (ties: the uniform T nearest 1, then the grids' order). Returns ``(uniform, rule)``, each with its repair accuracy."""
+    best_t = max(ADAPTVIS_TEMPERATURES, key=lambda t: (correct[t].mean(), -abs(np.log(t))))
+    uniform = {"temperature": best_t, "repair_accuracy": float(correct[best_t].mean()),
+               "repair_accuracy_unedited": float(correct[1.0].mean())}
+    rules = [(float(np.where(conf < th, correct[lo], correct[hi]).mean()), lo, hi, th)
+             for lo in ADAPTVIS_SMOOTH for hi in ADAPTVIS_SHARPEN for th in ADAPTVIS_THRESHOLDS]
+    acc, lo, hi, th = max(rules, key=lambda r: (r[0], -abs(np.log(r[1])) - abs(np.log(r[2]))))  # ties: the gentlest
+    rule = {"smooth": lo, "sharpen": hi, "threshold": th, "repair_accuracy": acc,
+            "repair_share_smoothed": float((conf < th).mean())}
+    return uniform, rule
+
+
+def score_adaptvis(vlm, probes, smooth: float, sharpen: float, threshold: float, batch_size: int = 64):
+    """:func:`workbench.evaluation.score` for AdaptVis's confidence rule: per batch, the unedited forward decides each
+    row's temperature (:meth:`ImageTemperature.confidence_driven`), then the edited forward is scored the same way."""
+    import torch
+
+    from workbench import metrics
+    from workbench.evaluation import Scores
+    from workbench.interventions.attention import ImageTemperature
+    from workbench.interventions.torch_hooks import TorchHooksBackend
+    from workbench.models.prompts import build_batch
+
+    be = TorchHooksBackend(vlm)
+    acc, ld = [], []
+    items = probes.items
+    for s in range(0, len(items), batch_size):
+        batch = build_batch(vlm, probes, items[s:s + batch_size])
+        with torch.no_grad():
+            clean = be.last_logits(batch.inputs)
+            iv = ImageTemperature.confidence_driven(vlm, batch.inputs, smooth, sharpen, threshold, clean_logits=clean)
+            logits = be.last_logits(batch.inputs, [iv]).float()
+        acc.append(metrics.accuracy(logits, batch.option_ids, batch.answer).cpu())
+        ld.append(metrics.logit_diff(logits, batch.option_ids, batch.answer).cpu())
+    return Scores(torch.cat(acc), torch.cat(ld), tuple(it.task for it in items), tuple(it.family for it in items),
+                  tuple(it.relation if it.family == "spatial" else "" for it in items))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
@@ -96,6 +175,9 @@ def main() -> int:
                     help="Only write one report (--out) from the .json files of earlier runs, "
                     "e.g. one per seed run side by side.")
     ap.add_argument("--methods", default=DEFAULT_METHODS)
+    ap.add_argument("--adaptvis-probes", type=int, default=500,
+                    help="AdaptVis methods: choose their temperatures on the first N repair-set probes (each setting "
+                    "is one forward per probe; the trained methods see the whole repair set).")
     ap.add_argument("--out", default=str(RESULTS / "organism_study"))
     ap.add_argument("--intact", default=str(DEFAULT_MODEL), help="The intact organism folder.")
     ap.add_argument("--deficit", default=str(DEFICIT_MODEL), help="Its planted-deficit folder (with planted.json).")
@@ -123,6 +205,7 @@ def main() -> int:
     # a spatial-only repair set's files apart from the default set's
     tag = "" if args.repair_tasks == "all" else f"_{args.repair_tasks}-repair"
     vectors_dir = out.parent / f"vectors{tag.replace('-', '_')}"
+    adaptvis_chosen: dict[int, tuple[dict, dict]] = {}  # seed → AdaptVis settings (both rows share one search)
     for seed in seeds:
         repair = generate(OrganismConfig().probe_config(args.n_train, 20_000 + seed,
                                                    tasks=SPATIAL_TASKS if args.repair_tasks == "spatial" else TASKS))
@@ -131,6 +214,7 @@ def main() -> int:
             cfg = dict(epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience, seed=seed, l2=args.l2,
                        schedule=args.schedule)
             vec, model_for_eval, ivs, n_params = None, deficit, [], 0
+            chosen = None  # a training-free method's settings, chosen on the repair set
             if method == "none":
                 pass
             elif method.startswith("scale-"):
@@ -150,9 +234,23 @@ def main() -> int:
             elif method == "ia3":
                 ad = train_ia3(deficit, repair, TrainConfig(**cfg))
                 model_for_eval, n_params = ad.vlm, ad.n_params
+            elif method in ("adaptvis", "adaptvis-confidence"):  # training-free: settings chosen on the repair set
+                if seed not in adaptvis_chosen:
+                    keep = {it.id for it in repair.items[:args.adaptvis_probes]}
+                    subset = repair.filter(lambda it, keep=keep: it.id in keep)
+                    adaptvis_chosen[seed] = choose_adaptvis(*adaptvis_tables(deficit, subset))
+                uniform, rule = adaptvis_chosen[seed]
+                chosen = uniform if method == "adaptvis" else rule
+                if method == "adaptvis":
+                    from workbench.interventions.attention import ImageTemperature
+
+                    ivs = [ImageTemperature.uniform(deficit.site, uniform["temperature"])]
             else:
                 raise SystemExit(f"unknown method {method!r}")
-            s = score(model_for_eval, test, ivs, backend="torch")
+            if method == "adaptvis-confidence":
+                s = score_adaptvis(deficit, test, rule["smooth"], rule["sharpen"], rule["threshold"])
+            else:
+                s = score(model_for_eval, test, ivs, backend="torch")
             bt, br = s.by_task(), s.by_relation()
             row = {"method": method, "seed": seed, "repair_tasks": args.repair_tasks, "n_params": n_params,
                    **{k: bt[k] for k in bt},
@@ -163,6 +261,8 @@ def main() -> int:
                    "control_all_delta": bt["control"] - base["intact"]["control"],
                    "recall": recall(vec, planted) if vec is not None and vec.mode != "mlp" else None,
                    "seconds": round(time.time() - t0, 1)}
+            if chosen is not None:
+                row["chosen"] = chosen
             rows.append(row)
             print(f"seed {seed} {method:16s} params {n_params:6d} spatial {bt['spatial']:.3f} control {bt['control']:.3f} "
                   f"recovery {row['recovery']:+.2f} controlΔ {row['control_delta']:+.3f} recall {row['recall']} "
@@ -183,7 +283,8 @@ def command(a: dict) -> str:
     return (f"python analyses/organism_study.py --seeds {a['seeds']} --n-train {a['n_train']} --epochs {a['epochs']} "
             f"--batch {a['batch']} --lr {a['lr']} --patience {a['patience']} --repair-tasks {a['repair_tasks']} --l2 {a['l2']}"
             + (f" --schedule {a['schedule']}" if a.get("schedule", "constant") != "constant" else "")
-            + ("" if default_out and a["methods"] == DEFAULT_METHODS else f" --methods {a['methods']} --out {out}"))
+            + ("" if default_out and a["methods"] == DEFAULT_METHODS else f" --methods {a['methods']} --out {out}")
+            + (f" --adaptvis-probes {a['adaptvis_probes']}" if "adaptvis" in a["methods"] and "adaptvis_probes" in a else ""))
 
 
 def merge(parts: list[str], out: Path) -> int:

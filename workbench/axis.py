@@ -101,6 +101,7 @@ class Family:
     default_alphas: tuple[float, ...]
     value: str  # what one stored value is, one line (labels, tooltips, notes)
     needs_pairs: bool = False  # uses each probe's counterfactual partner
+    positive_alpha: bool = False  # α must be > 0 (a temperature divides the logits)
 
     @property
     def has_alpha(self) -> bool:
@@ -113,7 +114,8 @@ PATCH = Family("patch", ("heads", "mlp"), None, "", (1.0,),
                "normalized patching effect (patched − base) / (source − base) of the answer-vs-foil logit difference: "
                "1 = the site carries the whole difference, 0 = none", needs_pairs=True)
 TEMPERATURE = Family("temperature", ("edges",), 1.0, "temperature", (0.5, 2.0),
-                     "Δ = metric with the site's image-key attention logits divided by the temperature − clean metric")
+                     "Δ = metric with the site's image-key attention logits divided by the temperature − clean metric",
+                     positive_alpha=True)
 FAMILIES: dict[str, Family] = {f.name: f for f in (SCALE, PATCH, TEMPERATURE)}
 INTERVENTIONS = tuple(FAMILIES)
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from workbench.cli._common import console, err_console, friendly, parse_list, progress_bar
 from workbench.errors import WorkbenchError
+from workbench.names import ENGINES, EXECUTORS  # torch-free: a stored answer imports no engine
 from workbench.organism import DEFAULT_MODEL
 
 DEFAULT_STORE = Path(os.environ.get("WORKBENCH_STORE", "runs/store"))
@@ -25,31 +26,20 @@ def _alphas(text: str) -> tuple[float, ...]:
         raise WorkbenchError(f"--alpha {text!r} is not a comma-separated list of numbers", "pass e.g. --alpha 0,0.5,2") from None
 
 
-def _bootstrap_ci(values, n_boot: int = 500, seed: int = 0, level: float = 0.95):
-    """(low, high) percentile interval of the mean over probes of ``values [probe, site]`` (NaN-free), per site:
-    ``n_boot`` resamples of the probes with replacement, seeded. NumPy, so the store commands need no torch."""
-    import numpy as np
+def _top_table(st, key: str, title: str, n: int = 10) -> Table:
+    """Top sites by |mean effect| for each α, from the store's dense copy (no model, no torch): the one bootstrap
+    (:func:`workbench.sweeps.aggregate.top_sites`), so these intervals are the app's."""
+    from workbench import axis
+    from workbench.sweeps import aggregate
 
-    rng = np.random.default_rng(seed)
-    n = values.shape[0]
-    means = np.stack([values[rng.integers(0, n, n)].mean(0) for _ in range(n_boot)])
-    low, high = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
-    return low, high
-
-
-def _top_table(frame, title: str, n: int = 10) -> Table:
-    """Top sites by |mean effect| for each alpha, from a long-form frame (no model needed)."""
-    t = Table("alpha", "site", "mean effect", "95% CI", *sorted(set(frame["relation"]) - {""}), title=title)
-    for alpha, per_alpha in frame.groupby("alpha"):
-        wide = per_alpha.pivot_table(index="probe_id", columns=["layer", "head"], values="value")
-        means = wide.mean(axis=0)
-        top = means.abs().sort_values(ascending=False).index[:n]
-        low, high = _bootstrap_ci(wide[top].to_numpy())
-        rel = per_alpha.groupby(["relation", "layer", "head"])["value"].mean()
-        for i, (layer, head) in enumerate(top):
-            site = f"L{layer}H{head}" if head >= 0 else f"L{layer} MLP"
-            rels = [f"{rel.get((r, layer, head), float('nan')):+.3f}" for r in sorted(set(frame["relation"]) - {""})]
-            t.add_row(f"{alpha:g}", site, f"{means[(layer, head)]:+.4f}", f"[{low[i]:+.3f}, {high[i]:+.3f}]", *rels)
+    dense = st.read_dense(key)
+    kind = axis.kind(st.manifest(key)["spec"]["target"])
+    rels = sorted(set(dense.relations) - {""})
+    t = Table("alpha", "site", "mean effect", "95% CI", "n", *rels, title=title)
+    for r in aggregate.top_sites(dense.values, dense.alphas, dense.relations,
+                                 lambda layer, head: kind.label(layer, head if kind.per_head else axis.NO_HEAD), n):
+        t.add_row(f"{r['alpha']:g}", r["site"], f"{r['mean']:+.4f}", f"[{r['low']:+.3f}, {r['high']:+.3f}]",
+                  str(r["n_used"]), *[f"{r['relations'][x]:+.3f}" for x in rels])
     return t
 
 
@@ -91,11 +81,18 @@ def _answer_from_store(st, model: str, dtype: str, ps, spec):
 def sweep_cmd(
     model: str = typer.Option(str(DEFAULT_MODEL), "--model", help="Model folder or hub id (default: the organism)."),
     probes: Path = typer.Option(..., "--probes", help="A probe set folder (workbench probes make)."),
-    intervention: str = typer.Option("scale", "--intervention", help="scale (α = 0 is zero ablation)."),
-    alpha: str = typer.Option("0", "--alpha", help="Comma-separated factors, e.g. 0,0.5,2."),
+    intervention: str = typer.Option("scale", "--intervention",
+                                     help="scale (α = 0 is zero ablation), patch (activation patching with each probe's "
+                                          "counterfactual) or temperature (image-key attention logits ÷ α; edges)."),
+    alpha: str = typer.Option(None, "--alpha", help="Comma-separated factors, e.g. 0,0.5,2 (default: the intervention's; "
+                                                    "none for patch)."),
     positions: str = typer.Option("last", "--positions", help="last (the answer token) or all."),
     metric: str = typer.Option("logit_diff", "--metric", help="logit_diff, accuracy, p_correct or kl."),
-    target: str = typer.Option("heads", "--target", help="heads or mlp."),
+    target: str = typer.Option("heads", "--target", help="heads, mlp or edges (last token → image keys)."),
+    direction: str = typer.Option("", "--direction", help="Patching only: noising (clean run, counterfactual's outputs "
+                                                          "patched in) or denoising (the reverse)."),
+    min_gap: float = typer.Option(0.0, "--min-gap", help="Patching only: drop probes whose clean and counterfactual logit "
+                                                         "differences are closer than this."),
     split: str = typer.Option(None, "--split", help="Only this split of the probe set (train or test)."),
     store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store folder (env WORKBENCH_STORE)."),
     engine: str = typer.Option("auto", "--engine", help="auto, packed (exact fast path, last token) or naive."),
@@ -121,16 +118,17 @@ def sweep_cmd(
     from workbench.sweeps.spec import SweepSpec
 
     t0 = time.time()
-    if intervention != "scale":
-        raise WorkbenchError(f"unknown intervention {intervention!r}", "use --intervention scale (α = 0 ablates)")
     # everything that needs no model is checked before loading one (a load takes seconds to minutes)
-    spec = SweepSpec(alphas=_alphas(alpha), positions=positions, metric=metric, target=target)
+    spec = SweepSpec(alphas=None if alpha is None else _alphas(alpha), positions=positions, metric=metric, target=target,
+                     intervention=intervention, direction=direction, min_gap=min_gap)
     _cheap_checks(engine, spec, layers_per_chunk, probes_per_chunk, executor)
     device = check_device(device)
     resolve_dtype(dtype)
     ps = ProbeSet.load(probes)
     if split:
         ps = ps.split(split)
+    if spec.family.needs_pairs:
+        _check_counterfactuals(ps)
     st = EffectStore(store)
     if (hit := _answer_from_store(st, model, dtype, ps, spec)) is not None:
         key, manifest = hit
@@ -143,18 +141,44 @@ def sweep_cmd(
                           f"{len(manifest['chunks'])} from the store, {time.time() - t0:.1f}s "
                           "(answered from the store; the model was not loaded)")
             print_clean(manifest)
-            console.print(_top_table(frame, f"{manifest['model']} · {ps.name} · {metric} effect, {positions} token"))
+            _print_dropped(spec, frame)
+            console.print(_top_table(st, key, f"{manifest['model']} · {ps.name} · {_what(spec)}, {positions} token"))
             return
     result, vlm, runner = _compute(model, ps, spec, st, engine, device, dtype, layers_per_chunk, probes_per_chunk, executor,
                                    ray_workers, ray_address, ray_gpus)
     console.print(f"sweep [cyan]{result.key[:12]}[/]: {result.computed} chunks computed ({runner.name} executor), "
                   f"{result.cached} from the store, {time.time() - t0:.1f}s")
     print_clean(st.manifest(result.key))
-    console.print(_top_table(st.read(result.key), f"{vlm.name} · {ps.name} · {metric} effect, {positions} token"))
+    frame = st.read(result.key)
+    _print_dropped(spec, frame)
+    console.print(_top_table(st, result.key, f"{vlm.name} · {ps.name} · {_what(spec)}, {positions} token"))
 
 
-ENGINES = ("auto", "packed", "naive")  # sweeps.engine.ENGINES and
-EXECUTORS = ("local", "ray")  # sweeps.executors.EXECUTORS, here so that a stored answer imports no engine (checked by a test)
+def _what(spec) -> str:
+    """What the table's numbers are, for its title."""
+    return f"{spec.direction} patching effect" if spec.family.needs_pairs else f"{spec.metric} effect"
+
+
+def _check_counterfactuals(ps) -> None:
+    """A patching sweep's refusal of probes without a partner, before any model or store work. The rule (and its
+    words) are :func:`workbench.causal.pairs.check_pairs`'s; this torch-free copy keeps a stored answer torch-free."""
+    items = list(ps.items)
+    lacking = [it for it in items if not it.has_counterfactual]
+    if lacking:
+        raise WorkbenchError(f"{len(lacking)} of {len(items)} probes of {ps.name!r} have no counterfactual "
+                             f"(first: {lacking[0].id!r}, task {lacking[0].task!r}), so they cannot be patched",
+                             "use spatial probes of a generated probe set (workbench probes make, --tasks relation,verify)")
+
+
+def _print_dropped(spec, frame) -> None:
+    """A patching sweep's count of dropped probes (NaN everywhere: base and source too close to normalise)."""
+    if not spec.family.needs_pairs:
+        return
+    per_probe = frame["value"].isna().groupby(frame["probe_id"]).all()
+    n = int(per_probe.sum())
+    gap = f"{spec.min_gap:g}" if spec.min_gap else "1e-06"
+    console.print(f"dropped {n} of {len(per_probe)} probes (|LD source − LD base| < {gap}: too close to normalise)",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def _cheap_checks(engine: str, spec, layers_per_chunk: int, probes_per_chunk: int, executor: str) -> None:
@@ -186,6 +210,10 @@ def _compute(model, ps, spec, st, engine, device, dtype, layers_per_chunk, probe
     with console.status(f"loading {model}"):
         vlm = load_vlm(model, device=device, dtype=dtype)
     resolve_engine(vlm, spec, engine)
+    if spec.family.needs_pairs:  # sweep() checks again; here, so that a refusal is one line before the progress bar
+        from workbench.sweeps.run import check_sweep_pairs
+
+        check_sweep_pairs(vlm, ps, spec)
     st.root.mkdir(parents=True, exist_ok=True)
     remember_identity(st.root, vlm, dtype)
     with progress_bar("chunks", 1) as advance:
@@ -195,6 +223,12 @@ def _compute(model, ps, spec, st, engine, device, dtype, layers_per_chunk, probe
         result = sweep(vlm, ps, spec, st, engine=engine, layers_per_chunk=layers_per_chunk, probes_per_chunk=probes_per_chunk,
                        progress=progress, log=lambda m: err_console.print(m), executor=runner)
     return result, vlm, runner
+
+
+def _target_cell(spec: dict) -> str:
+    """The target column of `store ls`: the site kind, and the intervention when it is not scaling ("heads · patch noising")."""
+    family = spec.get("intervention", "scale")
+    return spec["target"] if family == "scale" else f"{spec['target']} · {family} {spec.get('direction', '')}".rstrip()
 
 
 @store_app.command("ls")
@@ -210,7 +244,7 @@ def ls(store: Path = typer.Option(DEFAULT_STORE, "--store", help="Effect store f
         state = "" if e.complete else f" ({len(e.problems)} unusable)" if e.problems else " (resumable)"
         t.add_row(e.key[:12], e.manifest["model"], f"{e.manifest['probes']} ({e.manifest['n_probes']})",
                   ",".join(map(str, s["alphas"])),
-                  s["metric"], s["positions"], s["target"], f"{e.done}/{e.expected}{state}")
+                  s["metric"], s["positions"], _target_cell(s), f"{e.done}/{e.expected}{state}")
     console.print(t)
     lines = [p.notice(store) for p in problems]
     for e in entries:  # a sweep of old-format chunks would give a line per chunk: three, then a count
@@ -235,7 +269,11 @@ def show(key: str = typer.Argument(..., help="A sweep key or unique prefix."),
         console.print(f"[bold]{k}[/]: {m.get(k, '')}")
     console.print(f"[bold]spec[/]: {m['spec']}")
     print_clean(m)
-    console.print(_top_table(st.read(full), f"top sites of {full[:12]}"))
+    frame = st.read(full)
+    from workbench.sweeps.spec import SweepSpec  # torch-free
+
+    _print_dropped(SweepSpec.from_json(m["spec"]), frame)  # a patching sweep's dropped probes (nothing for the others)
+    console.print(_top_table(st, full, f"top sites of {full[:12]}"))
 
 
 @store_app.command("rm")

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from workbench.interventions.attention import check_backend
+from workbench.interventions.backends import hook_layers
 from workbench.interventions.core import Intervention, check_left_padded, edit_heads, edit_mlp, prepare, split_heads
 from workbench.models.load import VLM
 
@@ -27,6 +29,8 @@ def envoy(root: Any, path: str) -> Any:
 
 
 class NNsightBackend:
+    """A :class:`~workbench.interventions.backends.Backend` that edits inside one ``vlm.nn.trace(...)``."""
+
     name = "nnsight"
 
     def __init__(self, vlm: VLM):
@@ -36,14 +40,15 @@ class NNsightBackend:
                     grad: bool = False) -> torch.Tensor:
         """Logits at the last position ``[batch, vocab]`` with the interventions applied."""
         site, nn = self.vlm.site, self.vlm.nn
+        check_backend(interventions, self.name)  # edges live in the attention function, which only the torch backend edits
         heads, mlps = prepare(interventions, site, inputs)
         with torch.set_grad_enabled(grad), nn.trace(**inputs):
-            for layer in range(site.n_layers):
-                if heads is None or layer in heads:
+            for layer, at_heads, at_mlp in hook_layers(heads, mlps, site.n_layers):
+                if at_heads:
                     o_proj = envoy(nn, site.attn_out_path(layer))
                     x = o_proj.input
                     o_proj.input = edit_heads(split_heads(x, site), layer, interventions).reshape(x.shape)
-                if mlps is None or layer in mlps:
+                if at_mlp:
                     mlp = envoy(nn, site.mlp_path(layer))
                     mlp.output = edit_mlp(mlp.output, layer, interventions)
             logits = nn.output.logits[:, -1].save()

@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.interventions.attention import check_backend
+from workbench.interventions.backends import hook_layers
 from workbench.interventions.core import Intervention, edit_heads, edit_mlp, prepare
 from workbench.models.sites import Site
 
@@ -52,7 +54,7 @@ def check_adapter(folder: str | Path) -> None:
     archs = json.loads(config.read_text()).get("architectures") or []
     if archs and not any(a in SUPPORTED_ARCHITECTURES for a in archs):
         raise WorkbenchError(f"TransformerLens {version('transformer-lens')} has no adapter for {', '.join(archs)}",
-                             "use the nnsight backend (the default) or the torch backend for this family")
+                             "use the torch backend (the default) or the nnsight backend for this family")
 
 
 @contextmanager
@@ -79,6 +81,8 @@ def _no_pip_install():
 
 
 class TransformerLensBackend:
+    """A :class:`~workbench.interventions.backends.Backend` over TransformerLens's bridge of a model folder."""
+
     name = "transformer_lens"
 
     def __init__(self, folder: str | Path, site: Site, device: str = "cpu", dtype: torch.dtype = torch.float32):
@@ -102,12 +106,13 @@ class TransformerLensBackend:
     def last_logits(self, inputs: dict[str, torch.Tensor], interventions: Sequence[Intervention] = (),
                     grad: bool = False) -> torch.Tensor:
         site = self.site
+        check_backend(interventions, self.name)  # edges live in the attention function, which only the torch backend edits
         heads, mlps = prepare(interventions, site, inputs)
         hooks = []
-        for layer in range(site.n_layers):
-            if heads is None or layer in heads:
+        for layer, at_heads, at_mlp in hook_layers(heads, mlps, site.n_layers):
+            if at_heads:
                 hooks.append((f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: edit_heads(z, layer, interventions)))
-            if mlps is None or layer in mlps:
+            if at_mlp:
                 hooks.append((f"blocks.{layer}.hook_mlp_out", lambda y, hook, layer=layer: edit_mlp(y, layer, interventions)))
         kwargs = {k: v for k, v in inputs.items() if k != "input_ids"}
         with torch.set_grad_enabled(grad):

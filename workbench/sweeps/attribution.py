@@ -22,18 +22,20 @@ import torch
 
 from workbench import metrics
 from workbench.errors import WorkbenchError
-from workbench.interventions.core import HeadScale, MlpScale
 from workbench.interventions.torch_hooks import TorchHooksBackend
 from workbench.models.load import VLM
 from workbench.models.prompts import build_batch
 from workbench.probes.probeset import ProbeSet
-from workbench.sweeps.engine import SweepSpec
+from workbench.sweeps.engine import BUILDERS, SweepSpec
 
 DIFFERENTIABLE = ("logit_diff", "p_correct")
 
 
 def attribution(vlm: VLM, probes: ProbeSet, spec: SweepSpec, batch_size: int = 16) -> torch.Tensor:
-    """Estimated effects ``[probe, alpha, layer, head]`` (``[probe, alpha, layer]`` for MLPs)."""
+    """Estimated effects ``[probe, alpha, layer, head]`` (``[probe, alpha, layer]`` for a per-layer kind)."""
+    if (spec.intervention, spec.target) not in BUILDERS:
+        raise WorkbenchError(f"attribution estimates α families' effects, not {spec.intervention} on {spec.kind.title}",
+                             "use an exact sweep (workbench sweep) for it")
     if spec.metric not in DIFFERENTIABLE:
         raise WorkbenchError(f"attribution needs a differentiable metric with a non-zero gradient, not {spec.metric!r}",
                              f"use one of: {', '.join(DIFFERENTIABLE)}")
@@ -42,9 +44,9 @@ def attribution(vlm: VLM, probes: ProbeSet, spec: SweepSpec, batch_size: int = 1
     for s in range(0, len(probes), batch_size):
         batch = build_batch(vlm, probes, probes.items[s:s + batch_size])
         b = len(batch)
-        shape = (b, *vlm.site.shape) if spec.target == "heads" else (b, vlm.site.n_layers)
+        shape = (b, *vlm.site.shape) if spec.kind.per_head else (b, vlm.site.n_layers)
         alpha = torch.ones(shape, requires_grad=True)
-        iv = HeadScale(alpha, spec.positions) if spec.target == "heads" else MlpScale(alpha, spec.positions)
+        (iv,) = BUILDERS[(spec.intervention, spec.target)](alpha[None], spec.positions)  # one variant, a factor per row
         logits = be.last_logits(batch.inputs, [iv], grad=True).float()
         metrics.compute(spec.metric, logits, batch.option_ids, batch.answer).sum().backward()
         grads.append(alpha.grad.detach())

@@ -1,14 +1,20 @@
-"""Per-head (and per-MLP) effect sweeps: what happens to a metric when one site is scaled.
+"""Per-site effect sweeps: what happens to a metric when one site is intervened on.
 
-For every probe, every α and every site (a head ``(layer, head)``, or a layer's MLP), the effect
-is the metric under that single-site intervention minus the clean metric (for ``kl`` the
-divergence itself). Results are ``[probe, alpha, layer, head]`` (``[probe, alpha, layer]`` for
-MLPs), aggregated by :mod:`workbench.sweeps.aggregate`.
+The sites are a kind's (:mod:`workbench.axis`: heads, MLPs, attention edges) and the intervention a
+family's. For the α families (``scale``, ``temperature``) the effect of every probe, α and site is the
+metric under that single-site intervention minus the clean metric (for ``kl`` the divergence itself).
+For ``patch`` it is the normalized patching effect of the site on the answer-vs-foil logit difference
+(:mod:`workbench.causal.pairs`): per probe batch the base and the source runs go once each (the source's
+site outputs cached, :func:`~workbench.interventions.torch_hooks.record_sites`), then one variant per site
+replaces that site's output in the base run by the source's. Results are
+:meth:`~workbench.axis.SiteKind.result_shape`: ``[probe, alpha, layer, head]`` for a per-head kind,
+``[probe, alpha, layer]`` for a per-layer one (a patching sweep's α axis is its single value 1); NaN marks
+a probe a patching sweep dropped. Aggregated by :mod:`workbench.sweeps.aggregate`.
 
 Engines:
 
-- ``packed`` (last-token interventions on packable families): one prefix pass per probe batch,
-  all variants as packed queries (:mod:`workbench.sweeps.packed`). Exact.
+- ``packed`` (last-token interventions of a family and kind in :data:`PACKED`, on packable model
+  families): one prefix pass per probe batch, all variants as packed queries (:mod:`workbench.sweeps.packed`). Exact.
 - ``naive``: one forward per variant over the probe batch, through the plain-hook backend.
   Serves every family and ``positions="all"``.
 
@@ -27,15 +33,39 @@ import torch
 
 from workbench import metrics
 from workbench.errors import Cancelled, WorkbenchError
-from workbench.interventions.core import HeadScale, MlpScale
-from workbench.interventions.torch_hooks import TorchHooksBackend
+from workbench.interventions.attention import EdgeScale, ImageTemperature
+from workbench.interventions.core import HeadPatch, HeadScale, MlpPatch, MlpScale
+from workbench.interventions.torch_hooks import TorchHooksBackend, record_sites
 from workbench.models.load import VLM
 from workbench.models.prompts import build_batch
+from workbench.names import ENGINES  # noqa: E402  (torch-free, so the CLI checks it without this module)
 from workbench.probes.probeset import ProbeSet
-from workbench.sweeps.packed import check_packable, packed_variant_logits
+from workbench.sweeps.packed import check_packable, packed_patch_logits, packed_variant_logits
 from workbench.sweeps.spec import TARGETS, SweepSpec  # noqa: F401  (the spec lives apart from the engine; both names stay here)
 
-ENGINES = ("auto", "packed", "naive")
+# The α families' interventions, keyed by (family name, site kind name). Contract of an entry:
+# ``builder(factors, positions) -> list[Intervention]``, one intervention per variant: ``factors`` is ``[V, layer,
+# head]`` for a per-head kind or ``[V, layer]`` for a per-layer one (1 = untouched; the variant's α at its site), and
+# element v must do exactly what variant v asks on its own (the naive engine runs ``[ivs[v]]`` per forward). ``factors[v]``
+# may also carry a batch axis (``[batch, layer, head]``: a factor per batch row), which attribution uses with V = 1.
+BUILDERS: dict[tuple[str, str], Callable[[torch.Tensor, str], list]] = {
+    ("scale", "heads"): lambda factors, positions: [HeadScale(f, positions) for f in factors],
+    ("scale", "mlp"): lambda factors, positions: [MlpScale(f, positions) for f in factors],
+    # attention edges (workbench.interventions.attention): image keys read from each batch's input_ids (image_keys=None)
+    ("scale", "edges"): lambda factors, positions: [EdgeScale(f, None, positions) for f in factors],
+    ("temperature", "edges"): lambda factors, positions: [ImageTemperature(f, None, positions) for f in factors],
+}
+
+# Patching, keyed by site kind name: (which site outputs the source run records, the intervention replacing them).
+PATCHES: dict[str, tuple[str, type]] = {
+    "heads": ("heads", HeadPatch),
+    "mlp": ("mlp", MlpPatch),
+}
+
+# (family, kind) pairs the packed engine serves at the last token (its variants are per-copy factors or masks).
+PACKED = {("scale", "heads"), ("scale", "mlp"), ("patch", "heads"), ("patch", "mlp")}
+
+
 @dataclass(frozen=True)
 class Chunk:
     """An independent unit of work: layers ``[layer_start, layer_stop)`` × probes ``[probe_start, probe_stop)``."""
@@ -71,34 +101,41 @@ def plan_chunks(n_layers: int, n_probes: int, layers_per_chunk: int = 8, probes_
 
 def resolve_engine(vlm: VLM, spec: SweepSpec, engine: str) -> str:
     check_engine(engine)
+    packable = spec.positions == "last" and (spec.intervention, spec.target) in PACKED
     if engine == "auto":
-        return "packed" if spec.positions == "last" and vlm.site.row.packable else "naive"
+        return "packed" if packable and vlm.site.row.packable else "naive"
     if engine == "packed":
         if spec.positions != "last":
             raise WorkbenchError("the packed engine serves last-token interventions only",
                                  "use --engine naive for --positions all")
+        if not packable:
+            raise WorkbenchError(f"the packed engine does not serve {spec.intervention} on {spec.kind.title}",
+                                 "use --engine naive (or auto)")
         check_packable(vlm)
     return engine
 
 
 def _variants(vlm: VLM, spec: SweepSpec, chunk: Chunk) -> torch.Tensor:
-    """Factors of every variant of the chunk: ``[alpha·layer·head, layer, head]`` or ``[alpha·layer, layer]``."""
+    """Factors of every variant of the chunk, α-major then site (:meth:`SiteKind.sites` order):
+    ``[alpha·layer·head, layer, head]`` for a per-head kind, ``[alpha·layer, layer]`` for a per-layer one.
+    For patching the "factor" is a 0/1 mask (the single α is 1: the variant's site fully patched)."""
     n_layers, n_heads = vlm.site.shape
-    layers = range(chunk.layer_start, chunk.layer_stop)
-    sites = ([(layer, head) for layer in layers for head in range(n_heads)] if spec.target == "heads"
-             else [(layer, 0) for layer in layers])
-    shape = (n_layers, n_heads) if spec.target == "heads" else (n_layers,)
-    out = torch.ones(len(spec.alphas) * len(sites), *shape)
+    kind = spec.kind
+    sites = kind.sites(range(chunk.layer_start, chunk.layer_stop), n_heads)
+    out = torch.ones(len(spec.alphas) * len(sites), *((n_layers, n_heads) if kind.per_head else (n_layers,)))
+    if not spec.family.has_alpha:
+        out.zero_()
     for i, alpha in enumerate(spec.alphas):
         for j, (layer, head) in enumerate(sites):
-            out[(i * len(sites) + j, layer, head) if spec.target == "heads" else (i * len(sites) + j, layer)] = alpha
+            out[(i * len(sites) + j, layer) + ((head,) if kind.per_head else ())] = alpha
     return out
 
 
 def chunk_units(shape: tuple[int, int], spec: SweepSpec, chunk: Chunk) -> int:
     """Work units of a chunk, for progress: probes × variants (a variant is one α at one site, so
-    ``len(alphas) × layers × heads``, or ``len(alphas) × layers`` for MLPs). ``shape`` is the model's ``(layers, heads)``."""
-    sites = (chunk.layer_stop - chunk.layer_start) * (shape[1] if spec.target == "heads" else 1)
+    ``len(alphas) × layers × heads``, or ``len(alphas) × layers`` for a per-layer kind).
+    ``shape`` is the model's ``(layers, heads)``."""
+    sites = (chunk.layer_stop - chunk.layer_start) * spec.kind.width(shape[1])
     return (chunk.probe_stop - chunk.probe_start) * len(spec.alphas) * sites
 
 
@@ -118,34 +155,73 @@ def run_chunk(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, engine:
 
     engine = resolve_engine(vlm, spec, engine)
     factors = _variants(vlm, spec, chunk)
-    heads_per = vlm.site.n_heads if spec.target == "heads" else 1
-    n_layers = chunk.layer_stop - chunk.layer_start
-    be = TorchHooksBackend(vlm)
-    out = []
     items = probes.items[chunk.probe_start:chunk.probe_stop]
-    head_f, mlp_f = (factors, None) if spec.target == "heads" else (None, factors)
-    for s in range(0, len(items), batch_size):
+    batches = [items[s:s + batch_size] for s in range(0, len(items), batch_size)]
+    run = _patch_batch if spec.family.needs_pairs else _scale_batch
+    out = []
+    for batch_items in batches:
         check()
-        batch = build_batch(vlm, probes, items[s:s + batch_size])
-        clean = be.last_logits(batch.inputs).float()
-        n_batch = len(items[s:s + batch_size])
-        if engine == "packed":
-            logits = packed_variant_logits(vlm, batch.inputs, head_f, mlp_f, chunk=packed_chunk)
+        out.append(run(vlm, probes, spec, chunk, batch_items, factors, engine, packed_chunk, check, on_units))
+    values = torch.cat(out).cpu()  # [probe, variant]
+    n_layers = chunk.layer_stop - chunk.layer_start
+    return values.reshape(spec.kind.result_shape(len(items), len(spec.alphas), n_layers, vlm.site.n_heads))
+
+
+def _scale_batch(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, items, factors: torch.Tensor, engine: str,
+                 packed_chunk: int, check, on_units) -> torch.Tensor:
+    """``[batch, variant]`` effects of an α family's variants on one probe batch."""
+    be = TorchHooksBackend(vlm)
+    batch = build_batch(vlm, probes, items)
+    clean = be.last_logits(batch.inputs).float()
+    if engine == "packed":
+        head_f, mlp_f = (factors, None) if spec.kind.per_head else (None, factors)
+        logits = packed_variant_logits(vlm, batch.inputs, head_f, mlp_f, chunk=packed_chunk)
+        if on_units is not None:
+            on_units(len(items) * len(factors))
+    else:
+        ivs = BUILDERS[(spec.intervention, spec.target)](factors, spec.positions)
+        per_variant = []
+        for iv in ivs:
+            check()
+            per_variant.append(be.last_logits(batch.inputs, [iv]).float())
             if on_units is not None:
-                on_units(n_batch * len(factors))
-        else:
-            per_variant = []
-            for v in range(len(factors)):
-                check()
-                ivs = [HeadScale(head_f[v], spec.positions)] if head_f is not None else [MlpScale(mlp_f[v], spec.positions)]
-                per_variant.append(be.last_logits(batch.inputs, ivs).float())
-                if on_units is not None:
-                    on_units(n_batch)
-            logits = torch.stack(per_variant, dim=1)
-        out.append(_effects(spec.metric, logits, clean, batch.option_ids, batch.answer))
-    values = torch.cat(out)  # [probe, variant]
-    values = values.reshape(len(items), len(spec.alphas), n_layers, heads_per)
-    return values if spec.target == "heads" else values[..., 0]
+                on_units(len(items))
+        logits = torch.stack(per_variant, dim=1)
+    return _effects(spec.metric, logits, clean, batch.option_ids, batch.answer)
+
+
+def _patch_batch(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, items, masks: torch.Tensor, engine: str,
+                 packed_chunk: int, check, on_units) -> torch.Tensor:
+    """``[batch, variant]`` normalized patching effects on one probe batch (NaN: a dropped probe).
+
+    The base run gives LD_base; the source run, once, gives LD_source and the site outputs of the chunk's layers;
+    variant v replaces site v of the base run by the source's (``masks [V, layer, (head)]``, one site each)."""
+    from workbench.causal.pairs import normalized_effect, pair_batch, pair_logit_diff
+
+    pair = pair_batch(vlm, probes, items, spec.direction, spec.positions)
+    field, patch_cls = PATCHES[spec.target]
+    layers = range(chunk.layer_start, chunk.layer_stop)
+    base = record_sites(vlm, pair.base.inputs, spec.positions, heads=False, mlp=False)
+    check()
+    source = record_sites(vlm, pair.source.inputs, spec.positions, heads=field == "heads", mlp=field == "mlp", layers=layers)
+    masks = masks.bool()
+    if engine == "packed":
+        head_m, mlp_m = (masks, None) if field == "heads" else (None, masks)
+        logits = packed_patch_logits(vlm, pair.base.inputs, source, head_m, mlp_m, chunk=packed_chunk)
+        if on_units is not None:
+            on_units(len(items) * len(masks))
+    else:
+        be = TorchHooksBackend(vlm)
+        recorded = getattr(source, field)
+        per_variant = []
+        for m in masks:
+            check()
+            per_variant.append(be.last_logits(pair.base.inputs, [patch_cls(recorded, m, spec.positions)]).float())
+            if on_units is not None:
+                on_units(len(items))
+        logits = torch.stack(per_variant, dim=1)
+    return normalized_effect(pair_logit_diff(logits, pair), pair_logit_diff(base.logits, pair),
+                             pair_logit_diff(source.logits, pair), spec.min_gap).cpu()
 
 
 def _effects(metric: str, logits: torch.Tensor, clean: torch.Tensor, option_ids: torch.Tensor,
@@ -161,11 +237,14 @@ def _effects(metric: str, logits: torch.Tensor, clean: torch.Tensor, option_ids:
 
 
 def assemble(vlm: VLM, spec: SweepSpec, n_probes: int, results: list[tuple[Chunk, torch.Tensor]]) -> torch.Tensor:
-    """Chunk results → the full ``[probe, alpha, layer, head]`` (or ``[probe, alpha, layer]``) tensor."""
-    shape = (n_probes, len(spec.alphas), vlm.site.n_layers) + ((vlm.site.n_heads,) if spec.target == "heads" else ())
+    """Chunk results → the full :meth:`~workbench.axis.SiteKind.result_shape` tensor. A cell no chunk covers is
+    refused; NaN inside a chunk's values is data (a probe a patching sweep dropped), not a hole."""
+    shape = spec.kind.result_shape(n_probes, len(spec.alphas), vlm.site.n_layers, vlm.site.n_heads)
     full = torch.full(shape, float("nan"))
+    covered = torch.zeros(shape, dtype=torch.bool)
     for chunk, values in results:
         full[chunk.probe_start:chunk.probe_stop, :, chunk.layer_start:chunk.layer_stop] = values
-    if torch.isnan(full).any():
+        covered[chunk.probe_start:chunk.probe_stop, :, chunk.layer_start:chunk.layer_stop] = True
+    if not covered.all():
         raise WorkbenchError("the sweep is missing chunks", "run it again to compute them")
     return full

@@ -3,7 +3,8 @@
 A sweep is cut into :class:`~workbench.sweeps.engine.Chunk` s (a layer range × a probe range) that
 are independent of each other. :func:`workbench.sweeps.run.sweep` decides *which* chunks are missing
 from the store and writes each result as it arrives; an executor only turns chunks into values
-``[probe, alpha, layer, head]`` (``[probe, alpha, layer]`` for MLPs), yielding them as they finish,
+``spec.kind.result_shape`` (``[probe, alpha, layer, head]``, or ``[probe, alpha, layer]`` for a per-layer kind such
+as MLPs), yielding them as they finish,
 in any order. Because the store is written by the caller alone, atomically per chunk, an executor can
 die at any moment and the next run resumes at the first missing chunk, whichever executor it uses.
 
@@ -29,10 +30,9 @@ import torch
 
 from workbench.errors import Cancelled, WorkbenchError
 from workbench.models.load import VLM
+from workbench.names import EXECUTORS
 from workbench.probes.probeset import ProbeSet
 from workbench.sweeps.engine import Chunk, SweepSpec, run_chunk
-
-EXECUTORS = ("local", "ray")
 
 
 class Executor(Protocol):

@@ -41,6 +41,11 @@ read as data:
   ``kv_idx > q_idx − sliding_window``). The model's default cache keeps only window − 1 keys on
   those layers, which would drop keys and shift the copies' key indices, hence the plain cache.
 
+The same machinery (:func:`_packed_runs`) serves last-token **patching** (:func:`packed_patch_logits`): the
+copies carry a per-copy ``HeadPatch`` / ``MlpPatch`` mask instead of a factor, and copy v replaces its site's
+last-token output by the paired run's, recorded once per batch (:func:`~workbench.interventions.torch_hooks.record_sites`).
+A last-token patch, like a last-token scale, changes nothing before the last position, so the prefix is shared.
+
 Refused (:func:`check_packable`, one line naming the reason; the naive path serves every family):
 a row not marked ``packable`` says why in ``SiteRow.unpackable`` — PaliGemma, whose prompt (the
 last token included) is one bidirectional prefix block: every prompt token attends to the last
@@ -56,8 +61,8 @@ import torch
 from transformers import DynamicCache
 
 from workbench.errors import WorkbenchError
-from workbench.interventions.core import HeadScale, MlpScale, check_left_padded
-from workbench.interventions.torch_hooks import hooked
+from workbench.interventions.core import HeadPatch, HeadScale, MlpPatch, MlpScale, check_left_padded
+from workbench.interventions.torch_hooks import SiteOutputs, hooked
 from workbench.models.load import VLM
 
 PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids", "cross_attention_mask")  # [batch, seq, …]
@@ -120,18 +125,15 @@ def _cached(layer) -> int:
     return 0 if keys is None else keys.shape[-2]
 
 
-@torch.no_grad()
-def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas: torch.Tensor | None = None,
-                          mlp_alphas: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
-    """Last-position logits ``[batch, variant, vocab]`` for V variants of the clean run.
-
-    ``head_alphas [V, layer, head]`` and/or ``mlp_alphas [V, layer]`` give variant v's factors
-    (1 = untouched). Variants are run ``chunk`` at a time after one shared prefix pass.
-    """
+def _packed_runs(vlm: VLM, inputs: dict[str, torch.Tensor], n_var: int, chunk: int, interventions_for) -> torch.Tensor:
+    """The shared machinery of every packed path: one prefix pass over ``inputs`` (all tokens but the last), then
+    the ``n_var`` variants ``chunk`` at a time as packed copies of the last token, the cache cropped back between
+    chunks. ``interventions_for(start, c)`` gives the interventions of copies ``start … start + c − 1`` (applied with
+    ``positions="all"`` over the c copies, a per-copy factor or mask on the copies' seq axis). Returns the copies'
+    logits ``[batch, n_var, vocab]`` (float32)."""
     check_packable(vlm)
     check_left_padded(inputs.get("attention_mask"))
     site, model = vlm.site, vlm.model
-    n_var = (head_alphas if head_alphas is not None else mlp_alphas).shape[0]
     ids = inputs["input_ids"]
     mask = inputs.get("attention_mask", torch.ones_like(ids))
     b, t = ids.shape
@@ -148,14 +150,9 @@ def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas
         attend = packed_mask(mask[:, :-1], c, dtype)
         if window is not None:
             attend = {"full_attention": attend, "sliding_attention": packed_mask(mask[:, :-1], c, dtype, window)}
-        interventions = []
-        if head_alphas is not None:
-            interventions.append(HeadScale(head_alphas[start:start + c].unsqueeze(0).to(ids.device), positions="all"))
-        if mlp_alphas is not None:
-            interventions.append(MlpScale(mlp_alphas[start:start + c].unsqueeze(0).to(ids.device), positions="all"))
         last = positions[..., -1:]
         carried = {k: inputs[k][:, -1:].expand(b, c, *inputs[k].shape[2:]) for k in COPIES_CARRY if k in inputs}
-        with hooked(model, site, interventions):
+        with hooked(model, site, interventions_for(start, c)):
             logits = model(input_ids=ids[:, -1:].expand(b, c), attention_mask=attend,
                            position_ids=last.expand(*last.shape[:-1], c),
                            cache=cache, use_cache=True, **carried).logits
@@ -164,6 +161,93 @@ def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas
                 layer.crop(n - _cached(layer))
         out.append(logits.float())
     return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def packed_variant_logits(vlm: VLM, inputs: dict[str, torch.Tensor], head_alphas: torch.Tensor | None = None,
+                          mlp_alphas: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
+    """Last-position logits ``[batch, variant, vocab]`` for V variants of the clean run.
+
+    ``head_alphas [V, layer, head]`` and/or ``mlp_alphas [V, layer]`` give variant v's factors
+    (1 = untouched). Variants are run ``chunk`` at a time after one shared prefix pass.
+    """
+    device = inputs["input_ids"].device
+    n_var = (head_alphas if head_alphas is not None else mlp_alphas).shape[0]
+
+    def interventions(start: int, c: int) -> list:
+        ivs = []
+        if head_alphas is not None:
+            ivs.append(HeadScale(head_alphas[start:start + c].unsqueeze(0).to(device), positions="all"))
+        if mlp_alphas is not None:
+            ivs.append(MlpScale(mlp_alphas[start:start + c].unsqueeze(0).to(device), positions="all"))
+        return ivs
+
+    return _packed_runs(vlm, inputs, n_var, chunk, interventions)
+
+
+def _check_patch_source(source: SiteOutputs, head_mask: torch.Tensor | None, mlp_mask: torch.Tensor | None,
+                        positions: str = "last") -> int:
+    """The number of variants, after refusing masks the source cannot serve."""
+    if head_mask is None and mlp_mask is None:
+        raise WorkbenchError("no patch masks given", "pass head_mask [V, layer, head] and/or mlp_mask [V, layer]")
+    if source.positions != positions:
+        raise WorkbenchError(f"the patch source was recorded at positions={source.positions!r}, not {positions!r}",
+                             f"record it with record_sites(..., positions={positions!r})")
+    for name, m, rec in (("head_mask", head_mask, source.heads), ("mlp_mask", mlp_mask, source.mlp)):
+        if m is not None and rec is None:
+            raise WorkbenchError(f"{name} given, but the source run recorded no {name.split('_')[0]} outputs",
+                                 "record them (record_sites(..., heads=True, mlp=True))")
+    sizes = {m.shape[0] for m in (head_mask, mlp_mask) if m is not None}
+    if len(sizes) != 1:
+        raise WorkbenchError(f"head_mask and mlp_mask give different numbers of variants ({sorted(sizes)})",
+                             "give both masks one row per variant")
+    return sizes.pop()
+
+
+@torch.no_grad()
+def packed_patch_logits(vlm: VLM, inputs: dict[str, torch.Tensor], source: SiteOutputs, head_mask: torch.Tensor | None = None,
+                        mlp_mask: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
+    """Last-position logits ``[batch, variant, vocab]`` of V last-token patches of the run on ``inputs`` (the base).
+
+    ``source`` holds the paired run's last-token site outputs (:func:`~workbench.interventions.torch_hooks.record_sites`
+    on the source batch, row i paired with row i of ``inputs``); ``head_mask [V, layer, head]`` and/or ``mlp_mask [V,
+    layer]`` (bool) say which sites variant v replaces by the source's. One prefix pass over the base, then copy v
+    carries patch v (:func:`_packed_runs`): the same numbers as :func:`naive_patch_logits`, up to summation order."""
+    n_var = _check_patch_source(source, head_mask, mlp_mask)
+    device = inputs["input_ids"].device
+    heads = None if source.heads is None else source.heads.to(device)[:, None]  # [batch, 1 (every copy), layer, head, dim]
+    mlps = None if source.mlp is None else source.mlp.to(device)[:, None]  # [batch, 1, layer, hidden]
+
+    def interventions(start: int, c: int) -> list:
+        ivs = []
+        if head_mask is not None:
+            ivs.append(HeadPatch(heads, head_mask[start:start + c].unsqueeze(0).to(device), positions="all"))
+        if mlp_mask is not None:
+            ivs.append(MlpPatch(mlps, mlp_mask[start:start + c].unsqueeze(0).to(device), positions="all"))
+        return ivs
+
+    return _packed_runs(vlm, inputs, n_var, chunk, interventions)
+
+
+@torch.no_grad()
+def naive_patch_logits(vlm: VLM, inputs: dict[str, torch.Tensor], source: SiteOutputs, head_mask: torch.Tensor | None = None,
+                       mlp_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The reference of :func:`packed_patch_logits`: one full forward of the base per variant, ``[batch, variant,
+    vocab]``. ``source`` may also hold all positions (``record_sites(..., positions="all")``): then every position of
+    the selected sites is patched (the two batches must align token by token)."""
+    from workbench.interventions.torch_hooks import TorchHooksBackend
+
+    n_var = _check_patch_source(source, head_mask, mlp_mask, source.positions)
+    be = TorchHooksBackend(vlm)
+    out = []
+    for v in range(n_var):
+        ivs = []
+        if head_mask is not None:
+            ivs.append(HeadPatch(source.heads, head_mask[v], source.positions))
+        if mlp_mask is not None:
+            ivs.append(MlpPatch(source.mlp, mlp_mask[v], source.positions))
+        out.append(be.last_logits(inputs, ivs).float())
+    return torch.stack(out, dim=1)
 
 
 @torch.no_grad()

@@ -32,42 +32,37 @@ from workbench.sweeps.executors import Executor, LocalExecutor
 class SweepResult:
     key: str
     spec: SweepSpec
-    values: torch.Tensor  # [probe, alpha, layer, head] (heads) or [probe, alpha, layer] (mlp)
+    values: torch.Tensor  # spec.kind.result_shape: [probe, alpha, layer, head] (per-head kind) or [probe, alpha, layer]
     probe_ids: tuple[str, ...]
     tasks: tuple[str, ...]
     relations: tuple[str, ...]
     computed: int  # chunks computed by this call
     cached: int  # chunks answered from the store
+    dropped: int = 0  # probes a patching sweep dropped (NaN at every site: base and source too close to normalise)
+
+
+def dropped_probes(values: torch.Tensor) -> torch.Tensor:
+    """``[probe]`` bool: probes whose values are NaN at every α and site (what a patching sweep stores for a probe it
+    dropped; a probe with any number somewhere was not dropped)."""
+    return torch.isnan(values).reshape(values.shape[0], -1).all(1)
 
 
 def _long(values: torch.Tensor, chunk: Chunk, probes: ProbeSet, spec: SweepSpec) -> pd.DataFrame:
-    v = values.numpy()
-    if spec.target == "mlp":
-        v = v[..., None]  # head axis of size 1, stored as head = -1
+    v = values.cpu().numpy()
+    if not spec.kind.per_head:
+        v = v[..., None]  # head axis of size 1, stored as head = axis.NO_HEAD
     n_p, n_a, n_l, n_h = v.shape
     items = probes.items[chunk.probe_start:chunk.probe_stop]
     p, a, l_, h = np.meshgrid(np.arange(n_p), np.arange(n_a), np.arange(n_l), np.arange(n_h), indexing="ij")
     return pd.DataFrame({
         "layer": (l_ + chunk.layer_start).ravel().astype(np.int32),
-        "head": (h.ravel() if spec.target == "heads" else np.full(h.size, -1)).astype(np.int32),
+        "head": spec.kind.stored_heads(h.ravel()).astype(np.int32),
         "alpha": np.asarray(spec.alphas, dtype=np.float64)[a.ravel()],
         "probe_id": np.asarray([it.id for it in items])[p.ravel()],
         "task": np.asarray([it.task for it in items])[p.ravel()],
         "relation": np.asarray([it.relation for it in items])[p.ravel()],
         "value": v.ravel().astype(np.float64),
     })
-
-
-def to_tensor(frame: pd.DataFrame, probes: ProbeSet, spec: SweepSpec, n_layers: int, n_heads: int) -> torch.Tensor:
-    """Long form → ``[probe, alpha, layer, head]`` in probe-set order (``[probe, alpha, layer]`` for MLPs)."""
-    pidx = {it.id: i for i, it in enumerate(probes.items)}
-    aidx = {a: i for i, a in enumerate(spec.alphas)}
-    heads = n_heads if spec.target == "heads" else 1
-    out = np.full((len(probes), len(spec.alphas), n_layers, heads), np.nan)
-    out[frame["probe_id"].map(pidx).to_numpy(), frame["alpha"].map(aidx).to_numpy(), frame["layer"].to_numpy(),
-        np.maximum(frame["head"].to_numpy(), 0)] = frame["value"].to_numpy()
-    t = torch.from_numpy(out).float()
-    return t if spec.target == "heads" else t[..., 0]
 
 
 CLEAN_KEY = clean.MANIFEST_KEY
@@ -98,10 +93,14 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
     in this process); whichever it is, this function alone writes the store, one chunk at a time.
 
     An empty probe set is refused before anything is written (a sweep of nothing would leave a manifest that
-    plans no chunks)."""
+    plans no chunks), and so is a patching sweep (``spec.family.needs_pairs``) of probes without counterfactuals, or
+    of pairs that do not align token by token when every position is patched (:func:`check_sweep_pairs`).
+    ``SweepResult.dropped`` counts the probes a patching sweep dropped (stored as NaN)."""
     if len(probes) == 0:
         raise WorkbenchError(f"probe set {probes.name!r} has no probes, so there is nothing to sweep",
                              "check the probe set folder and --split (a split or filter may have left no probe)")
+    if spec.family.needs_pairs:
+        check_sweep_pairs(vlm, probes, spec, run_kwargs.get("batch_size", 16))
     key = sweep_key(vlm.fingerprint, probes.hash, spec.to_json())
     known = (store.folder(key) / "manifest.json").is_file()
     store.ensure(key, {"model": vlm.name, "model_fingerprint": vlm.fingerprint, "family": vlm.site.row.family,
@@ -163,8 +162,21 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
                         f"{kept} of {len(chunks)} chunks kept in the store; rerun to resume") from None
     finally:
         results.close()  # an executor stops its remaining work (Ray kills its actors)
-    frame = store.read(key)
-    return SweepResult(key=key, spec=spec, values=to_tensor(frame, probes, spec, *vlm.site.shape),
+    values = torch.from_numpy(store.read_result(key, [it.id for it in probes.items])).float()  # the one long → dense reader
+    return SweepResult(key=key, spec=spec, values=values,
                        probe_ids=tuple(it.id for it in probes),
                        tasks=tuple(it.task for it in probes), relations=tuple(it.relation for it in probes),
-                       computed=len(pending), cached=len(chunks) - len(pending))
+                       computed=len(pending), cached=len(chunks) - len(pending),
+                       dropped=int(dropped_probes(values).sum()) if spec.family.needs_pairs else 0)
+
+
+def check_sweep_pairs(vlm: VLM, probes: ProbeSet, spec: SweepSpec, batch_size: int = 16) -> None:
+    """A patching sweep's refusals, before its manifest is written: probes without a counterfactual (no model work),
+    and, for ``positions="all"``, pairs whose prompts do not align token by token (their batches are built, in the
+    sweep's batches, so the check sees the padding the sweep will — tokenising only, no forward pass)."""
+    from workbench.causal.pairs import check_pairs, pair_batch
+
+    check_pairs(probes, probes.items)
+    if spec.positions == "all":
+        for s in range(0, len(probes), batch_size):
+            pair_batch(vlm, probes, probes.items[s:s + batch_size], spec.direction, spec.positions)

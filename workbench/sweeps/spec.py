@@ -11,7 +11,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from workbench import axis, metrics
+from workbench import axis, names
 from workbench.errors import WorkbenchError
 
 TARGETS = axis.TARGETS
@@ -66,10 +66,13 @@ class SweepSpec:
         if not fam.has_alpha and tuple(float(a) for a in self.alphas) != fam.default_alphas:
             raise WorkbenchError(f"the {fam.name} intervention has no α (got {', '.join(f'{a:g}' for a in self.alphas)})",
                                  "drop --alpha for a patching sweep")
+        if fam.positive_alpha and any(float(a) <= 0 for a in self.alphas):
+            bad = next(float(a) for a in self.alphas if float(a) <= 0)
+            raise WorkbenchError(f"a {fam.alpha_name} must be > 0, got {bad:g}", "pass positive values, e.g. --alpha 0.5,2")
         if self.positions not in axis.POSITIONS:
             raise WorkbenchError(f"unknown positions {self.positions!r}", "use last or all")
-        if self.metric not in metrics.METRICS:
-            raise WorkbenchError(f"unknown metric {self.metric!r}", f"choose from: {', '.join(metrics.METRICS)}")
+        if self.metric not in names.METRICS:
+            raise WorkbenchError(f"unknown metric {self.metric!r}", f"choose from: {', '.join(names.METRICS)}")
         if fam.needs_pairs and self.metric != "logit_diff":
             raise WorkbenchError(f"patching normalises the answer-vs-foil logit difference, not {self.metric!r}",
                                  "use --metric logit_diff with --intervention patch")
@@ -88,7 +91,7 @@ class SweepSpec:
 
     def to_json(self) -> dict:
         d = {"alphas": list(self.alphas), "positions": self.positions, "metric": self.metric, "target": self.target,
-             "metric_version": metrics.METRIC_VERSION}
+             "metric_version": names.METRIC_VERSION}
         if self.intervention != "scale":  # a scale spec keeps the JSON (and so the store key) it had before families
             d.update(intervention=self.intervention, direction=self.direction, min_gap=float(self.min_gap))
         return d
