@@ -11,7 +11,9 @@ import typer
 from workbench import __version__
 from workbench.cli._common import set_verbosity
 from workbench.cli.app import app_cmd
+from workbench.cli.causal import app as causal_app
 from workbench.cli.heads import app as heads_app
+from workbench.cli.lab import app as lab_app
 from workbench.cli.models import app as models_app
 from workbench.cli.organism import app as organism_app
 from workbench.cli.probes import app as probes_app
@@ -24,9 +26,11 @@ app = typer.Typer(name="workbench",
 app.add_typer(probes_app, name="probes")
 app.add_typer(models_app, name="model")
 app.add_typer(organism_app, name="organism")
+app.add_typer(lab_app, name="lab")
 app.add_typer(store_app, name="store")
 app.add_typer(heads_app, name="heads")
 app.add_typer(scale_app, name="scale")
+app.add_typer(causal_app, name="causal")
 app.command("sweep")(sweep_cmd)
 app.command("app")(app_cmd)
 
