@@ -194,23 +194,26 @@ def _patch_batch(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, item
                  packed_chunk: int, check, on_units) -> torch.Tensor:
     """``[batch, variant]`` normalized patching effects on one probe batch (NaN: a dropped probe).
 
-    The base run gives LD_base; the source run, once, gives LD_source and the site outputs of the chunk's layers;
-    variant v replaces site v of the base run by the source's (``masks [V, layer, (head)]``, one site each)."""
+    The source run, once, gives LD_source and the site outputs of the chunk's layers; variant v replaces site v of the
+    base run by the source's (``masks [V, layer, (head)]``, one site each). LD_base comes from the base run: in the packed
+    engine an extra copy that patches nothing (no separate forward: it shares the prefix pass with the patches)."""
     from workbench.causal.pairs import normalized_effect, pair_batch, pair_logit_diff
 
     pair = pair_batch(vlm, probes, items, spec.direction, spec.positions)
     field, patch_cls = PATCHES[spec.target]
     layers = range(chunk.layer_start, chunk.layer_stop)
-    base = record_sites(vlm, pair.base.inputs, spec.positions, heads=False, mlp=False)
-    check()
     source = record_sites(vlm, pair.source.inputs, spec.positions, heads=field == "heads", mlp=field == "mlp", layers=layers)
+    check()
     masks = masks.bool()
-    if engine == "packed":
-        head_m, mlp_m = (masks, None) if field == "heads" else (None, masks)
+    if engine == "packed":  # copy 0 patches nothing: the base run's logits, from the prefix pass the patches share
+        with_base = torch.cat([torch.zeros_like(masks[:1]), masks])
+        head_m, mlp_m = (with_base, None) if field == "heads" else (None, with_base)
         logits = packed_patch_logits(vlm, pair.base.inputs, source, head_m, mlp_m, chunk=packed_chunk)
+        base_logits, logits = logits[:, 0], logits[:, 1:]
         if on_units is not None:
             on_units(len(items) * len(masks))
     else:
+        base_logits = record_sites(vlm, pair.base.inputs, spec.positions, heads=False, mlp=False).logits
         be = TorchHooksBackend(vlm)
         recorded = getattr(source, field)
         per_variant = []
@@ -220,7 +223,7 @@ def _patch_batch(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, item
             if on_units is not None:
                 on_units(len(items))
         logits = torch.stack(per_variant, dim=1)
-    return normalized_effect(pair_logit_diff(logits, pair), pair_logit_diff(base.logits, pair),
+    return normalized_effect(pair_logit_diff(logits, pair), pair_logit_diff(base_logits, pair),
                              pair_logit_diff(source.logits, pair), spec.min_gap).cpu()
 
 
