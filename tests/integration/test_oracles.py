@@ -405,4 +405,4 @@ def test_transformer_lens_refuses_families_it_cannot_bridge_in_one_line(family, 
 
     with pytest.raises(WorkbenchError, match=TL_REFUSES[family]) as e:
         TransformerLensBackend(tl_folders(family), wrap_vlm(tiny_model(family)).site)
-    assert "\n" not in str(e.value) and "use the nnsight backend" in str(e.value)
+    assert "\n" not in str(e.value) and "the nnsight backend for this" in str(e.value)
