@@ -132,8 +132,6 @@ def atp(vlm: VLM, probes: ProbeSet, spec: SweepSpec, batch_size: int = 16,
     normalised effect estimate ``⟨∂LD/∂z, z_source − z_base⟩ / (LD_source − LD_base)``, NaN for dropped probes
     (``|LD_source − LD_base| < spec.min_gap``). ``items`` defaults to every probe of ``probes``."""
     check_spec(spec)
-    if spec.kind.name not in ("heads", "mlp"):
-        raise WorkbenchError(f"attribution patching has no site of kind {spec.target!r}", "use --target heads or mlp")
     items = list(probes.items if items is None else items)
     if not items:
         raise WorkbenchError(f"probe set {probes.name!r} has no probes to estimate", "check the probe set and its split")

@@ -56,10 +56,11 @@ BUILDERS: dict[tuple[str, str], Callable[[torch.Tensor, str], list]] = {
     ("temperature", "edges"): lambda factors, positions: [ImageTemperature(f, None, positions) for f in factors],
 }
 
-# Patching, keyed by site kind name: (which site outputs the source run records, the intervention replacing them).
-PATCHES: dict[str, tuple[str, type]] = {
-    "heads": ("heads", HeadPatch),
-    "mlp": ("mlp", MlpPatch),
+# Patching, keyed by site kind name: the intervention replacing a site's output by the source run's. A per-head kind
+# records and patches head outputs (o_proj inputs), a per-layer kind MLP outputs (record_sites' ``heads`` / ``mlp``).
+PATCHES: dict[str, type] = {
+    "heads": HeadPatch,
+    "mlp": MlpPatch,
 }
 
 # (family, kind) pairs the packed engine serves at the last token (its variants are per-copy factors or masks).
@@ -200,14 +201,14 @@ def _patch_batch(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, item
     from workbench.causal.pairs import normalized_effect, pair_batch, pair_logit_diff
 
     pair = pair_batch(vlm, probes, items, spec.direction, spec.positions)
-    field, patch_cls = PATCHES[spec.target]
+    patch_cls, per_head = PATCHES[spec.target], spec.kind.per_head
     layers = range(chunk.layer_start, chunk.layer_stop)
-    source = record_sites(vlm, pair.source.inputs, spec.positions, heads=field == "heads", mlp=field == "mlp", layers=layers)
+    source = record_sites(vlm, pair.source.inputs, spec.positions, heads=per_head, mlp=not per_head, layers=layers)
     check()
     masks = masks.bool()
     if engine == "packed":  # copy 0 patches nothing: the base run's logits, from the prefix pass the patches share
         with_base = torch.cat([torch.zeros_like(masks[:1]), masks])
-        head_m, mlp_m = (with_base, None) if field == "heads" else (None, with_base)
+        head_m, mlp_m = (with_base, None) if per_head else (None, with_base)
         logits = packed_patch_logits(vlm, pair.base.inputs, source, head_m, mlp_m, chunk=packed_chunk)
         base_logits, logits = logits[:, 0], logits[:, 1:]
         if on_units is not None:
@@ -215,7 +216,7 @@ def _patch_batch(vlm: VLM, probes: ProbeSet, spec: SweepSpec, chunk: Chunk, item
     else:
         base_logits = record_sites(vlm, pair.base.inputs, spec.positions, heads=False, mlp=False).logits
         be = TorchHooksBackend(vlm)
-        recorded = getattr(source, field)
+        recorded = source.heads if per_head else source.mlp
         per_variant = []
         for m in masks:
             check()
