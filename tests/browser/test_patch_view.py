@@ -169,6 +169,7 @@ def test_a_head_set_exported_from_a_patch_sweep_ranks_by_normalized_effect(pg, a
     page.goto(app["url"] + "/export")
     page.locator("#export-rule", has_text="normalized patching effect, largest first").wait_for(timeout=20_000)
     assert "fully patched" in page.locator("#export-alpha").inner_text()  # its one α, selectable: not an identity
+    assert "all probes" in page.locator("#export-relation").inner_text()  # the relation filter says what it holds, never blank
     page.fill("#export-k", "3")
     with page.expect_download(timeout=15_000) as dl:
         page.click("#export-hs-download-button")

@@ -37,7 +37,7 @@ def layout(**_):
                                         placeholder="no head sweep with an α other than 1" if sweeps else "no head sweep yet"),
                   X.sweep_error),
             field("Rank by α", dcc.Dropdown(id=X.alpha, clearable=False)),
-            field("Relation", dcc.Dropdown(id=X.relation, clearable=False, value=data.ALL)),
+            field("Relation", dcc.Dropdown(id=X.relation, options=relation_options(), clearable=False, value=data.ALL)),
             field("Top k", dcc.Input(id=X.k, type="number", value=5, min=1, className="num"), X.k_error),
             field("Format", dcc.RadioItems(id=X.hs_format, options=list(exports.HEADSET_FORMATS), value="json", inline=True)),
         ], className="controls"),
