@@ -13,6 +13,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from workbench.app.background import running_app
@@ -43,6 +44,16 @@ def server(tmp_path_factory):
     with running_app(store, log=store.parent / f"app-{store.name}.log") as url:
         yield {"url": url, "store": store}
 
+
+
+GRAPH = "document.querySelector('#{id} .js-plotly-plot')"  # a page's plotly figure by its component id
+
+
+def z_of(page, graph: str = "explorer-heatmap") -> np.ndarray:
+    """The z matrix a heatmap shows, once the page has drawn it."""
+    g = GRAPH.format(id=graph)
+    page.wait_for_function(f"{g} && {g}.data && {g}.data[0] && {g}.data[0].z", timeout=30_000)
+    return np.array(page.evaluate(f"{g}.data[0].z"), dtype=float)
 
 @contextmanager
 def checked_page(chromium, test_name: str, height: int = 900):

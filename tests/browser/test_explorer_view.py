@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.browser.conftest import checked_page, screenshot
+from tests.browser.conftest import GRAPH, checked_page, screenshot, z_of
 from workbench.app import data
 from workbench.app.background import running_app
 from workbench.organism import DEFAULT_MODEL, DEFICIT_MODEL
 from workbench.store.effects import EffectStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-GRAPH = "document.querySelector('#{id} .js-plotly-plot')"
 TASKS = ("relation", "relation", "relation", "relation", "verify", "verify", "color", "color", "shape", "count", "count",
          "exists")
 RELATIONS = ("left", "right", "above", "below", "left", "right", "", "", "", "", "", "")
@@ -73,12 +72,6 @@ def pg(chromium, app, request):
     """A fresh browser context on the app; the test fails on any console error."""
     with checked_page(chromium, request.node.name, height=1100) as page:
         yield page
-
-
-def z_of(page, graph: str = "explorer-heatmap") -> np.ndarray:
-    g = GRAPH.format(id=graph)
-    page.wait_for_function(f"{g} && {g}.data && {g}.data[0] && {g}.data[0].z", timeout=30_000)
-    return np.array(page.evaluate(f"{g}.data[0].z"), dtype=float)
 
 
 def shows(page, key: str, task_text: str) -> None:

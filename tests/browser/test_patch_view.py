@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.browser.conftest import checked_page, screenshot
+from tests.browser.conftest import GRAPH, checked_page, screenshot, z_of
 from workbench.app import data
 from workbench.app.background import running_app
 from workbench.jobs.registry import JobRegistry
@@ -24,7 +24,6 @@ from workbench.store.effects import EffectStore
 from workbench.sweeps.spec import SweepSpec
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-GRAPH = "document.querySelector('#{id} .js-plotly-plot')"
 PANEL = "document.querySelector('#compare-panel-{i} .js-plotly-plot')"
 N_LAYERS, N_HEADS = 6, 8
 RELATIONS = ("left", "right", "above", "below", "left", "right", "above", "below", "left", "right", "above", "below")
@@ -66,12 +65,6 @@ def app(tmp_path_factory):
 def pg(chromium, app, request):
     with checked_page(chromium, request.node.name, height=1100) as page:
         yield page
-
-
-def z_of(page, graph: str = "explorer-heatmap") -> np.ndarray:
-    g = GRAPH.format(id=graph)
-    page.wait_for_function(f"{g} && {g}.data && {g}.data[0] && {g}.data[0].z", timeout=30_000)
-    return np.array(page.evaluate(f"{g}.data[0].z"), dtype=float)
 
 
 def test_the_explorer_draws_a_patch_sweep_on_its_own_scale_without_an_alpha(pg, app):

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.interventions.torch_hooks import HookSet
 from workbench.models.load import VLM
 from workbench.models.prompts import build_batch
 from workbench.probes.items import ProbeItem
@@ -163,14 +164,14 @@ def _tolerance(dtype: torch.dtype) -> float:
     return 1e-3 if dtype in (torch.float32, torch.float64) else 5e-2
 
 
-class _Capture:
+class _Capture(HookSet):
     """Forward hooks that keep, at the last token, each layer's input and output, each ``o_proj``'s input (the heads)
     and output, each MLP site's output, the post-attention norm's output (Gemma 3) and the final norm's in/out."""
 
     def __init__(self, vlm: VLM, norm_path: str):
         self.vlm, self.norm_path = vlm, norm_path
         self.data: dict[tuple, torch.Tensor] = {}
-        self.handles: list = []
+        super().__init__()
 
     def _last(self, t) -> torch.Tensor:
         t = t[0] if isinstance(t, (tuple, list)) else t
@@ -211,11 +212,6 @@ class _Capture:
             self.__exit__()
             raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
 
 
 def _answer_foil(items: Sequence[ProbeItem], option_ids: torch.Tensor, answer_idx: torch.Tensor,

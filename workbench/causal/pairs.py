@@ -34,29 +34,13 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.axis import DIRECTIONS, POSITIONS
+from workbench.causal.checks import check_direction, check_pairs  # noqa: F401  (their home is torch-free)
 from workbench.errors import WorkbenchError
 from workbench.models.load import VLM
 from workbench.models.prompts import Batch, build_batch
+from workbench.names import check_positions
 from workbench.probes.items import ProbeItem
 from workbench.probes.probeset import ProbeSet
-
-
-def check_pairs(probes: ProbeSet, items: Sequence[ProbeItem] | None = None) -> None:
-    """Refuse probes without a counterfactual partner, naming the first one and how many there are."""
-    items = list(probes.items if items is None else items)
-    if not items:
-        raise WorkbenchError(f"probe set {probes.name!r} has no probes to pair", "check the probe set folder and --split")
-    lacking = [it for it in items if not it.has_counterfactual]
-    if lacking:
-        raise WorkbenchError(f"{len(lacking)} of {len(items)} probes of {probes.name!r} have no counterfactual "
-                             f"(first: {lacking[0].id!r}, task {lacking[0].task!r}), so they cannot be patched",
-                             "use spatial probes of a generated probe set (workbench probes make, --tasks relation,verify)")
-
-
-def check_direction(direction: str) -> None:
-    if direction not in DIRECTIONS:
-        raise WorkbenchError(f"unknown direction {direction!r}", f"use {' or '.join(DIRECTIONS)}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,8 +83,7 @@ def pair_batch(vlm: VLM, probes: ProbeSet, items: Sequence[ProbeItem], direction
 
     ``positions="all"`` refuses pairs that do not align token by token, naming the first one."""
     check_direction(direction)
-    if positions not in POSITIONS:
-        raise WorkbenchError(f"unknown positions {positions!r}", "use last or all")
+    check_positions(positions)
     check_pairs(probes, items)
     clean = build_batch(vlm, probes, items)
     partner = build_batch(vlm, probes, [it.counterfactual() for it in items])

@@ -35,7 +35,8 @@ from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
 from workbench.store.effects import EffectStore
 from workbench.sweeps import aggregate
-from workbench.sweeps.run import SweepResult, dropped_probes, sweep
+from workbench.sweeps.aggregate import dropped as dropped_probes
+from workbench.sweeps.run import SweepResult, sweep
 from workbench.sweeps.spec import SweepSpec
 
 

@@ -57,6 +57,7 @@ import torch
 from workbench.causal.pairs import check_direction, normalized_effect, pair_batch, pair_logit_diff
 from workbench.errors import WorkbenchError
 from workbench.interventions.core import check_left_padded
+from workbench.interventions.torch_hooks import HookSet
 from workbench.models.load import VLM
 from workbench.probes.items import ProbeItem
 from workbench.probes.probeset import ProbeSet
@@ -118,7 +119,7 @@ def check_family(vlm: VLM) -> None:
                              "use activation patching (workbench sweep) for this family")
 
 
-class _Hooks:
+class _Hooks(HookSet):
     """Last-token hooks for one forward: ``set_z[layer] = (mask [head] bool, values [batch, head, head_dim])`` replaces
     those heads' ``o_proj`` input at the last token; ``record`` (layers) keeps each layer's computed last-token ``z``
     before any replacement; ``set_mlp[layer]`` (``[batch, hidden]``) replaces the MLP site's output at the last token."""
@@ -126,7 +127,7 @@ class _Hooks:
     def __init__(self, vlm: VLM, set_z=None, record=(), set_mlp=None):
         self.vlm, self.set_z, self.record, self.set_mlp = vlm, set_z or {}, set(record), set_mlp or {}
         self.recorded: dict[int, torch.Tensor] = {}
-        self.handles: list = []
+        super().__init__()
 
     def __enter__(self) -> _Hooks:
         site, model = self.vlm.site, self.vlm.model
@@ -160,11 +161,6 @@ class _Hooks:
             self.__exit__()
             raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
 
 
 def _run(vlm: VLM, inputs: dict, **hooks) -> tuple[torch.Tensor, _Hooks]:

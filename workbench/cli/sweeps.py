@@ -26,19 +26,20 @@ def _alphas(text: str) -> tuple[float, ...]:
         raise WorkbenchError(f"--alpha {text!r} is not a comma-separated list of numbers", "pass e.g. --alpha 0,0.5,2") from None
 
 
-def _top_table(st, key: str, title: str, n: int = 10) -> Table:
+def _top_table(st, key: str, dense, title: str, n: int = 10) -> Table:
     """Top sites by |mean effect| for each α, from the store's dense copy (no model, no torch): the one bootstrap
     (:func:`workbench.sweeps.aggregate.top_sites`), so these intervals are the app's."""
     from workbench import axis
     from workbench.sweeps import aggregate
 
-    dense = st.read_dense(key)
-    kind = axis.kind(st.manifest(key)["spec"]["target"])
+    spec = st.manifest(key)["spec"]
+    kind, fam = axis.kind(spec["target"]), axis.family(spec.get("intervention", axis.SCALE.name))
     rels = sorted(set(dense.relations) - {""})
-    t = Table("alpha", "site", "mean effect", "95% CI", "n", *rels, title=title)
+    t = Table(fam.alpha_name or "patched", "site", "mean effect", "95% CI", "n", *rels, title=title)
     for r in aggregate.top_sites(dense.values, dense.alphas, dense.relations,
                                  lambda layer, head: kind.label(layer, head if kind.per_head else axis.NO_HEAD), n):
-        t.add_row(f"{r['alpha']:g}", r["site"], f"{r['mean']:+.4f}", f"[{r['low']:+.3f}, {r['high']:+.3f}]",
+        t.add_row(f"{r['alpha']:g}" if fam.has_alpha else "fully", r["site"],
+                  f"{r['mean']:+.4f}", f"[{r['low']:+.3f}, {r['high']:+.3f}]",
                   str(r["n_used"]), *[f"{r['relations'][x]:+.3f}" for x in rels])
     return t
 
@@ -128,30 +129,32 @@ def sweep_cmd(
     if split:
         ps = ps.split(split)
     if spec.family.needs_pairs:
-        _check_counterfactuals(ps)
+        from workbench.causal.checks import check_pairs  # torch-free, so a stored answer stays torch-free
+
+        check_pairs(ps)
     st = EffectStore(store)
     if (hit := _answer_from_store(st, model, dtype, ps, spec)) is not None:
         key, manifest = hit
         try:
-            frame = st.read(key)
+            dense = st.read_dense(key)
         except CorruptChunk:
-            frame = None  # a chunk went bad since: load the model and recompute it below
-        if frame is not None:
+            dense = None  # a chunk went bad since: load the model and recompute it below
+        if dense is not None:
             console.print(f"sweep [cyan]{key[:12]}[/]: 0 chunks computed ({executor} executor), "
                           f"{len(manifest['chunks'])} from the store, {time.time() - t0:.1f}s "
                           "(answered from the store; the model was not loaded)")
             print_clean(manifest)
-            _print_dropped(spec, frame)
-            console.print(_top_table(st, key, f"{manifest['model']} · {ps.name} · {_what(spec)}, {positions} token"))
+            _print_dropped(spec, dense)
+            console.print(_top_table(st, key, dense, f"{manifest['model']} · {ps.name} · {_what(spec)}, {positions} token"))
             return
     result, vlm, runner = _compute(model, ps, spec, st, engine, device, dtype, layers_per_chunk, probes_per_chunk, executor,
                                    ray_workers, ray_address, ray_gpus)
     console.print(f"sweep [cyan]{result.key[:12]}[/]: {result.computed} chunks computed ({runner.name} executor), "
                   f"{result.cached} from the store, {time.time() - t0:.1f}s")
     print_clean(st.manifest(result.key))
-    frame = st.read(result.key)
-    _print_dropped(spec, frame)
-    console.print(_top_table(st, result.key, f"{vlm.name} · {ps.name} · {_what(spec)}, {positions} token"))
+    dense = st.read_dense(result.key)
+    _print_dropped(spec, dense)
+    console.print(_top_table(st, result.key, dense, f"{vlm.name} · {ps.name} · {_what(spec)}, {positions} token"))
 
 
 def _what(spec) -> str:
@@ -159,22 +162,13 @@ def _what(spec) -> str:
     return f"{spec.direction} patching effect" if spec.family.needs_pairs else f"{spec.metric} effect"
 
 
-def _check_counterfactuals(ps) -> None:
-    """A patching sweep's refusal of probes without a partner, before any model or store work. The rule (and its
-    words) are :func:`workbench.causal.pairs.check_pairs`'s; this torch-free copy keeps a stored answer torch-free."""
-    items = list(ps.items)
-    lacking = [it for it in items if not it.has_counterfactual]
-    if lacking:
-        raise WorkbenchError(f"{len(lacking)} of {len(items)} probes of {ps.name!r} have no counterfactual "
-                             f"(first: {lacking[0].id!r}, task {lacking[0].task!r}), so they cannot be patched",
-                             "use spatial probes of a generated probe set (workbench probes make, --tasks relation,verify)")
-
-
-def _print_dropped(spec, frame) -> None:
-    """A patching sweep's count of dropped probes (NaN everywhere: base and source too close to normalise)."""
+def _print_dropped(spec, dense) -> None:
+    """A patching sweep's count of dropped probes (:func:`workbench.sweeps.aggregate.dropped`)."""
     if not spec.family.needs_pairs:
         return
-    per_probe = frame["value"].isna().groupby(frame["probe_id"]).all()
+    from workbench.sweeps import aggregate
+
+    per_probe = aggregate.dropped(dense.values)
     n = int(per_probe.sum())
     gap = f"{spec.min_gap:g}" if spec.min_gap else "1e-06"
     console.print(f"dropped {n} of {len(per_probe)} probes (|LD source − LD base| < {gap}: too close to normalise)",
@@ -269,11 +263,11 @@ def show(key: str = typer.Argument(..., help="A sweep key or unique prefix."),
         console.print(f"[bold]{k}[/]: {m.get(k, '')}")
     console.print(f"[bold]spec[/]: {m['spec']}")
     print_clean(m)
-    frame = st.read(full)
+    dense = st.read_dense(full)
     from workbench.sweeps.spec import SweepSpec  # torch-free
 
-    _print_dropped(SweepSpec.from_json(m["spec"]), frame)  # a patching sweep's dropped probes (nothing for the others)
-    console.print(_top_table(st, full, f"top sites of {full[:12]}"))
+    _print_dropped(SweepSpec.from_json(m["spec"]), dense)  # a patching sweep's dropped probes (nothing for the others)
+    console.print(_top_table(st, full, dense, f"top sites of {full[:12]}"))
 
 
 @store_app.command("rm")

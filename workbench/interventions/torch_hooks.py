@@ -66,6 +66,19 @@ def register(model: torch.nn.Module, site: Site, interventions: Sequence[Interve
     return handles
 
 
+class HookSet:
+    """Hooks a context manager registers on entry (into ``self.handles``) and removes on exit; a subclass whose
+    ``__enter__`` fails part-way calls ``self.__exit__()`` before re-raising, so no hook outlives it."""
+
+    def __init__(self) -> None:
+        self.handles: list = []
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
 @contextmanager
 def hooked(model: torch.nn.Module, site: Site, interventions: Sequence[Intervention]) -> Iterator[list]:
     """Register the interventions as plain hooks for the duration of the block; yields the handles."""

@@ -224,12 +224,12 @@ def check_pairs_available(probes: str) -> None:
     a folder is read here, without a model)."""
     if probes == DEFAULT_PROBES:
         return
-    ps = ProbeSet.load(Path(probes).expanduser())
-    lacking = [it for it in ps.items if not it.has_counterfactual]
-    if lacking:
-        raise FieldError("probes", f"{len(lacking)} of {len(ps.items)} probes of {ps.name!r} have no counterfactual "
-                                   f"(first: {lacking[0].id!r}, task {lacking[0].task!r}), so they cannot be patched",
-                         "choose spatial probes of a generated probe set (workbench probes make --tasks relation,verify)")
+    from workbench.causal.checks import check_pairs  # torch-free
+
+    try:
+        check_pairs(ProbeSet.load(Path(probes).expanduser()))
+    except WorkbenchError as e:
+        raise FieldError("probes", e.problem, e.fix) from None
 
 
 def sweep_params(store: str, model: str, probes: str = DEFAULT_PROBES, alphas: str = "0, 0.5, 2", metric: str = "logit_diff",

@@ -56,6 +56,13 @@ def n_used(values) -> np.ndarray:
     return (~np.isnan(v)).sum(0)
 
 
+def dropped(values) -> np.ndarray:
+    """``values [probe, …]`` → ``[probe]`` bool: probes NaN at every α and site — what a patching sweep stores for a
+    probe it dropped (base and source too close to normalise); a probe with a number anywhere was not dropped."""
+    v, _ = _unwrap(values)
+    return np.isnan(v).reshape(v.shape[0], -1).all(1)
+
+
 def by_relation(values, relations: tuple[str, ...]) -> dict:
     """``{relation: mean [...]}`` over the probes of each non-empty relation (NaN skipped as in :func:`mean`)."""
     v, back = _unwrap(values)

@@ -24,6 +24,7 @@ from workbench.fileio import atomic_write
 from workbench.models.load import VLM
 from workbench.probes.probeset import ProbeSet
 from workbench.store.effects import EffectStore, sweep_key
+from workbench.sweeps import aggregate
 from workbench.sweeps.engine import Chunk, SweepSpec, chunk_units, plan_chunks
 from workbench.sweeps.executors import Executor, LocalExecutor
 
@@ -39,12 +40,6 @@ class SweepResult:
     computed: int  # chunks computed by this call
     cached: int  # chunks answered from the store
     dropped: int = 0  # probes a patching sweep dropped (NaN at every site: base and source too close to normalise)
-
-
-def dropped_probes(values: torch.Tensor) -> torch.Tensor:
-    """``[probe]`` bool: probes whose values are NaN at every α and site (what a patching sweep stores for a probe it
-    dropped; a probe with any number somewhere was not dropped)."""
-    return torch.isnan(values).reshape(values.shape[0], -1).all(1)
 
 
 def _long(values: torch.Tensor, chunk: Chunk, probes: ProbeSet, spec: SweepSpec) -> pd.DataFrame:
@@ -167,14 +162,15 @@ def sweep(vlm: VLM, probes: ProbeSet, spec: SweepSpec, store: EffectStore, engin
                        probe_ids=tuple(it.id for it in probes),
                        tasks=tuple(it.task for it in probes), relations=tuple(it.relation for it in probes),
                        computed=len(pending), cached=len(chunks) - len(pending),
-                       dropped=int(dropped_probes(values).sum()) if spec.family.needs_pairs else 0)
+                       dropped=int(aggregate.dropped(values).sum()) if spec.family.needs_pairs else 0)
 
 
 def check_sweep_pairs(vlm: VLM, probes: ProbeSet, spec: SweepSpec, batch_size: int = 16) -> None:
     """A patching sweep's refusals, before its manifest is written: probes without a counterfactual (no model work),
     and, for ``positions="all"``, pairs whose prompts do not align token by token (their batches are built, in the
     sweep's batches, so the check sees the padding the sweep will — tokenising only, no forward pass)."""
-    from workbench.causal.pairs import check_pairs, pair_batch
+    from workbench.causal.checks import check_pairs
+    from workbench.causal.pairs import pair_batch
 
     check_pairs(probes, probes.items)
     if spec.positions == "all":
